@@ -1,0 +1,23 @@
+.PHONY: run test services services-stop bench fmt
+SHELL := /bin/bash
+
+# Build, start Postgres + LocalStack (state under .dev/), run api and worker in the foreground.
+run:
+	@scripts/run.sh
+
+# Lint and the whole suite against a throwaway Postgres and LocalStack; cleans up whatever happens.
+test:
+	@scripts/test.sh
+
+# Only Postgres and LocalStack, in the background; prints the environment for `cargo run`.
+services:
+	@scripts/services.sh start
+
+services-stop:
+	@scripts/services.sh stop
+
+bench:
+	@scripts/bench.sh
+
+fmt:
+	cargo fmt --all

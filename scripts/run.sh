@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make run`: build, start Postgres and LocalStack (kept under .dev/), run api and worker in the foreground.
+# Ctrl-C (or SIGTERM) stops api, worker, LocalStack and Postgres.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+cd "$ROOT"
+
+cargo build --bin api --bin worker
+"$ROOT/scripts/services.sh" start >/dev/null
+eval "$("$ROOT/scripts/services.sh" env)"
+export BIND_ADDR=${BIND_ADDR:-127.0.0.1:8080}
+export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://$BIND_ADDR}
+export LOG_FORMAT=${LOG_FORMAT:-pretty}
+
+pids=()
+stop_all() {
+  trap - INT TERM EXIT
+  echo "stopping api, worker, LocalStack and Postgres" >&2
+  [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  "$ROOT/scripts/services.sh" stop
+}
+trap stop_all EXIT
+trap 'exit 0' INT TERM
+
+target/debug/api & pids+=($!)
+target/debug/worker & pids+=($!)
+echo "api on http://$BIND_ADDR (Ctrl-C stops everything)" >&2
+wait -n "${pids[@]}"

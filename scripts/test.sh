@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# `make test`: lint, then the whole suite (unit + end-to-end) against a throwaway Postgres and LocalStack
+# on free ports. Both are stopped whatever happens; the exit code is the suite's.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+cd "$ROOT"
+need_curl
+
+echo "== fmt and clippy"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+work=$(mktemp -d /tmp/uploads-test.XXXXXX)
+chmod 755 "$work"
+ls_pid=
+cleanup() {
+  local rc=$?
+  [ -n "$ls_pid" ] && kill -- -"$ls_pid" 2>/dev/null || true
+  pg_stop "$work/pg"
+  [ -n "$ls_pid" ] && { for _ in $(seq 1 20); do kill -0 "$ls_pid" 2>/dev/null || break; sleep 0.25; done; kill -9 -- -"$ls_pid" 2>/dev/null || true; }
+  if [ $rc -ne 0 ] && [ -f "$work/localstack.log" ]; then mkdir -p test-output; cp "$work/localstack.log" "$work/pg/server.log" test-output/ 2>/dev/null || true; fi
+  rm -rf "$work"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== services"
+pg_port=$(free_port)
+pg_start "$work/pg" "$pg_port"
+localstack_install "$ROOT/.dev/localstack-venv"
+ls_port=$(free_port)
+ls_pid=$(localstack_start "$ROOT/.dev/localstack-venv" "$ls_port" "$work/localstack" "$work/localstack.log")
+localstack_wait "$ls_port" "$work/localstack.log"
+[ -x "$ROOT/scripts/test-prereqs.sh" ] && "$ROOT/scripts/test-prereqs.sh"
+
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
+export TEST_S3_ENDPOINT="http://127.0.0.1:$ls_port"
+export TEST_OUTPUT_DIR="$ROOT/test-output"
+mkdir -p "$TEST_OUTPUT_DIR"
+echo "Postgres on $pg_port, LocalStack on $ls_port"
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast --failure-output final
+else
+  cargo test --workspace --no-fail-fast
+fi

@@ -1,0 +1,153 @@
+//! Configuration read once at startup from the environment (or the matching flags).
+//!
+//! A missing or invalid value stops startup with one line that names the variable, not clap's usage page.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, Parser, ValueEnum};
+
+/// Where the database lives.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// Postgres connection URL.
+    #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// Connections in the pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", value_name = "DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
+    pub database_max_connections: u32,
+}
+
+/// Where the bytes live.
+#[derive(Debug, Clone, Args)]
+pub struct S3Config {
+    /// S3 endpoint URL; unset means AWS's default resolution.
+    #[arg(long, env = "S3_ENDPOINT", value_name = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    #[arg(long, env = "S3_REGION", value_name = "S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    #[arg(long, env = "S3_BUCKET", value_name = "S3_BUCKET")]
+    pub s3_bucket: String,
+
+    /// Path-style addressing (`endpoint/bucket/key`), needed by LocalStack and most S3-compatible stores.
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", value_name = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub s3_force_path_style: bool,
+}
+
+/// How uploads behave; read by both binaries since the worker expires what the API issued.
+#[derive(Debug, Clone, Args)]
+pub struct UploadPolicy {
+    /// Lifetime of a presigned chunk URL.
+    #[arg(long, env = "PRESIGN_TTL", value_name = "PRESIGN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub presign_ttl: Duration,
+
+    /// An upload not completed within this time of its last activity expires.
+    #[arg(long, env = "UPLOAD_TTL", value_name = "UPLOAD_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub upload_ttl: Duration,
+
+    /// Largest file accepted, in bytes (S3's own limit is 5 TiB).
+    #[arg(long, env = "MAX_UPLOAD_SIZE", value_name = "MAX_UPLOAD_SIZE", default_value_t = 5 * 1024 * 1024 * 1024 * 1024)]
+    pub max_upload_size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// What logging looks like.
+#[derive(Debug, Clone, Args)]
+pub struct LogConfig {
+    /// `json` for production, `pretty` for a terminal.
+    #[arg(long, env = "LOG_FORMAT", value_name = "LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("{e} (examples: 90s, 15m, 24h)"))
+}
+
+/// Parses `T` from the environment and arguments, or exits with one line naming what is wrong.
+pub fn load<T: Parser>() -> T {
+    match T::try_parse() {
+        Ok(config) => config,
+        Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => err.exit(),
+        Err(err) => {
+            eprintln!("configuration error: {}", one_line(&err));
+            std::process::exit(2);
+        }
+    }
+}
+
+fn one_line(err: &clap::Error) -> String {
+    let names = |kind| match err.get(kind) {
+        Some(ContextValue::String(s)) => vec![env_name(s)],
+        Some(ContextValue::Strings(v)) => v.iter().map(|s| env_name(s)).collect(),
+        _ => vec![],
+    };
+    match err.kind() {
+        ErrorKind::MissingRequiredArgument => format!("{} must be set", names(ContextKind::InvalidArg).join(", ")),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let value = match err.get(ContextKind::InvalidValue) {
+                Some(ContextValue::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let reason = err.source().map(|s| format!(": {s}")).unwrap_or_default();
+            format!("{} has an invalid value {value:?}{reason}", names(ContextKind::InvalidArg).join(", "))
+        }
+        _ => err.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_string(),
+    }
+}
+
+/// `--presign-ttl <PRESIGN_TTL>` -> `PRESIGN_TTL`: every argument's value name is its variable's name.
+fn env_name(arg: &str) -> String {
+    match (arg.find('<'), arg.rfind('>')) {
+        (Some(start), Some(end)) if start < end => arg[start + 1..end].to_string(),
+        _ => arg.to_string(),
+    }
+}
+
+use std::error::Error as _;
+
+/// Where a listening socket goes.
+pub fn parse_bind_addr(value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|e| format!("{e} (example: 127.0.0.1:8080)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Example {
+        #[command(flatten)]
+        policy: UploadPolicy,
+        #[arg(long, value_name = "S3_BUCKET")]
+        s3_bucket: String,
+    }
+
+    #[test]
+    fn missing_value_names_the_variable() {
+        let err = Example::try_parse_from(["x"]).unwrap_err();
+        assert_eq!(one_line(&err), "S3_BUCKET must be set");
+    }
+
+    #[test]
+    fn invalid_value_names_the_variable_and_the_reason() {
+        let err = Example::try_parse_from(["x", "--s3-bucket", "b", "--presign-ttl", "soon"]).unwrap_err();
+        let line = one_line(&err);
+        assert!(line.starts_with("PRESIGN_TTL has an invalid value \"soon\""), "{line}");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert!(parse_duration("15").is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! The upload domain: values that can only be valid, the chunk plan and the state machine.
+
+mod chunk_plan;
+mod index_ranges;
+mod sha256;
+mod state;
+
+pub use chunk_plan::{ChunkPlan, ChunkPlanError, MAX_CHUNKS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, DEFAULT_CHUNK_SIZE};
+pub use index_ranges::IndexRanges;
+pub use sha256::{Sha256Digest, Sha256ParseError};
+pub use state::UploadState;

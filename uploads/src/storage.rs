@@ -1,0 +1,315 @@
+//! Every aws-sdk-s3 call of the service lives here.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_smithy_http_client::tls;
+use chrono::{DateTime, Utc};
+
+use crate::config::S3Config;
+use crate::domain::Sha256Digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("S3 has no such multipart upload")]
+    NoSuchUpload,
+    #[error("S3 has no such object")]
+    NotFound,
+    #[error("S3 refused a part: {0}")]
+    InvalidPart(String),
+    #[error("S3 precondition failed")]
+    PreconditionFailed,
+    #[error("S3 cannot satisfy the range")]
+    InvalidRange,
+    #[error("S3 did not answer in time: {0}")]
+    Timeout(String),
+    #[error("S3 could not be reached: {0}")]
+    Unreachable(String),
+    #[error("S3 answered {code}: {message}")]
+    Service { code: String, message: String },
+    #[error("presigning failed: {0}")]
+    Presign(String),
+}
+
+impl<E, R> From<SdkError<E, R>> for StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    fn from(err: SdkError<E, R>) -> Self {
+        match &err {
+            SdkError::TimeoutError(_) => return Self::Timeout(format!("{err:?}")),
+            SdkError::DispatchFailure(f) if f.is_timeout() => return Self::Timeout(format!("{f:?}")),
+            SdkError::DispatchFailure(f) => return Self::Unreachable(format!("{f:?}")),
+            _ => {}
+        }
+        let code = err.code().unwrap_or("Unknown").to_string();
+        let message = err.message().unwrap_or_default().to_string();
+        match code.as_str() {
+            "NoSuchUpload" => Self::NoSuchUpload,
+            "NoSuchKey" | "NotFound" => Self::NotFound,
+            "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "BadDigest" => Self::InvalidPart(message),
+            "PreconditionFailed" => Self::PreconditionFailed,
+            "InvalidRange" => Self::InvalidRange,
+            _ => Self::Service { code, message },
+        }
+    }
+}
+
+/// A request the client sends itself, straight to S3.
+#[derive(Debug, Clone)]
+pub struct PresignedRequest {
+    pub url: String,
+    pub method: String,
+    /// Headers that are part of the signature: the client must send them exactly.
+    pub headers: Vec<(String, String)>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One part as S3 holds it (ListParts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPart {
+    pub part_number: u32,
+    pub etag: String,
+    pub size: u64,
+    pub sha256: Option<Sha256Digest>,
+}
+
+/// One part to stitch into the object (CompleteMultipartUpload).
+#[derive(Debug, Clone)]
+pub struct PartToComplete {
+    pub part_number: u32,
+    pub etag: String,
+    pub sha256: Sha256Digest,
+}
+
+/// What HeadObject says of a finished object.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub etag: String,
+    pub size: u64,
+    pub last_modified: Option<DateTime<Utc>>,
+    pub parts_count: Option<u32>,
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    client: Client,
+    bucket: String,
+}
+
+impl Storage {
+    /// Builds the one S3 client of the process. Presigning is CPU work on a shared client; building a client
+    /// or reloading credentials per request is the classic slowdown.
+    pub async fn connect(config: &S3Config) -> Self {
+        let http_client = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .build_https();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(config.s3_region.clone()))
+            .http_client(http_client)
+            .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(3)).build());
+        if let Some(endpoint) = &config.s3_endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let shared = loader.load().await;
+        let s3_config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(config.s3_force_path_style)
+            // Checksums are computed by the client that holds the bytes and passed explicitly.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        Self { client: Client::from_conf(s3_config), bucket: config.s3_bucket.clone() }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The raw client, for tests and tools that inspect the bucket.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub async fn check_bucket(&self) -> Result<(), StorageError> {
+        self.client.head_bucket().bucket(&self.bucket).send().await?;
+        Ok(())
+    }
+
+    pub async fn create_multipart_upload(&self, key: &str, content_type: &str) -> Result<String, StorageError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .send()
+            .await?;
+        out.upload_id.ok_or_else(|| StorageError::Service {
+            code: "MissingUploadId".into(),
+            message: "CreateMultipartUpload answered without an upload id".into(),
+        })
+    }
+
+    /// A presigned UploadPart whose signature covers `x-amz-checksum-sha256`: S3 itself refuses other bytes.
+    pub async fn presign_upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        sha256: &Sha256Digest,
+        ttl: Duration,
+    ) -> Result<PresignedRequest, StorageError> {
+        let presigning = PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Presign(e.to_string()))?;
+        let expires_at = DateTime::<Utc>::from(SystemTime::now() + ttl);
+        let request = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number as i32)
+            .checksum_sha256(sha256.to_base64())
+            .presigned(presigning)
+            .await
+            .map_err(|e| StorageError::Presign(format!("{e:?}")))?;
+        let headers = request
+            .headers()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.to_string()))
+            .collect();
+        Ok(PresignedRequest { url: request.uri().to_string(), method: request.method().to_string(), headers, expires_at })
+    }
+
+    /// Every part S3 holds for the upload, all pages.
+    pub async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<StoredPart>, StorageError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await?;
+            for part in out.parts() {
+                let (Some(number), Some(etag)) = (part.part_number(), part.e_tag()) else { continue };
+                parts.push(StoredPart {
+                    part_number: number as u32,
+                    etag: etag.to_string(),
+                    size: part.size().unwrap_or(0) as u64,
+                    sha256: part.checksum_sha256().and_then(|c| Sha256Digest::parse_base64(c).ok()),
+                });
+            }
+            match (out.is_truncated(), out.next_part_number_marker()) {
+                (Some(true), Some(next)) => marker = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(parts)
+    }
+
+    /// Stitches the parts into the object; returns its ETag.
+    pub async fn complete_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[PartToComplete],
+    ) -> Result<String, StorageError> {
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|p| {
+                        CompletedPart::builder()
+                            .part_number(p.part_number as i32)
+                            .e_tag(&p.etag)
+                            .checksum_sha256(p.sha256.to_base64())
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(completed)
+            .send()
+            .await?;
+        Ok(out.e_tag.unwrap_or_default())
+    }
+
+    pub async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), StorageError> {
+        match self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await {
+            Ok(_) => Ok(()),
+            // Already aborted (or completed) is the state we wanted.
+            Err(err) => match StorageError::from(err) {
+                StorageError::NoSuchUpload => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// A zero-byte file is one empty object: S3 has no zero-part multipart upload.
+    pub async fn put_empty_object(&self, key: &str, content_type: &str) -> Result<String, StorageError> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .checksum_sha256(Sha256Digest::of(b"").to_base64())
+            .body(ByteStream::from_static(b""))
+            .send()
+            .await?;
+        Ok(out.e_tag.unwrap_or_default())
+    }
+
+    pub async fn head_object(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => {
+                let etag = out.e_tag.unwrap_or_default();
+                Ok(Some(ObjectInfo {
+                    parts_count: multipart_etag_parts(&etag),
+                    etag,
+                    size: out.content_length.unwrap_or(0) as u64,
+                    last_modified: out.last_modified.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                }))
+            }
+            Err(err) => match StorageError::from(err) {
+                StorageError::NotFound => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+/// A multipart object's ETag is `"<md5 of the part md5s>-<part count>"`.
+pub fn multipart_etag_parts(etag: &str) -> Option<u32> {
+    etag.trim_matches('"').rsplit_once('-').and_then(|(_, n)| n.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_count_from_a_multipart_etag() {
+        assert_eq!(multipart_etag_parts("\"9b2cf535f27731c974343645a3985328-3\""), Some(3));
+        assert_eq!(multipart_etag_parts("\"9b2cf535f27731c974343645a3985328\""), None);
+    }
+}

@@ -1,0 +1,3 @@
+//! Background jobs of the resumable upload service.
+
+pub mod config;
