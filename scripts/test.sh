@@ -42,6 +42,8 @@ mkdir -p "$TEST_OUTPUT_DIR"
 echo "Postgres on $pg_port, LocalStack on $ls_port"
 
 echo "== tests"
+# End-to-end tests run the api, worker and upl binaries as real processes too.
+cargo build --workspace --bins --quiet
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast --failure-output final
 else

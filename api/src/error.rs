@@ -40,7 +40,9 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             JsonRejection::MissingJsonContentType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "json_required"),
-            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+            }
             _ => (rejection.status(), "invalid_body"),
         };
         Self::request(status, code, rejection.body_text())
@@ -96,7 +98,9 @@ fn upload_error_body(err: &UploadError) -> Body {
         E::Plan(plan) => {
             let body = Body::new(StatusCode::UNPROCESSABLE_ENTITY, "", message);
             match plan {
-                ChunkPlanError::TooLarge { max, .. } => Body { code: "upload_too_large", ..body }.with("maxUploadSize", max),
+                ChunkPlanError::TooLarge { max, .. } => {
+                    Body { code: "upload_too_large", ..body }.with("maxUploadSize", max)
+                }
                 ChunkPlanError::ChunkTooSmall { .. } => {
                     Body { code: "chunk_size_too_small", ..body }.with("minChunkSize", MIN_CHUNK_SIZE)
                 }
@@ -109,7 +113,8 @@ fn upload_error_body(err: &UploadError) -> Body {
             }
         }
         E::ChunkOutOfRange { total_chunks, .. } => {
-            Body::new(StatusCode::UNPROCESSABLE_ENTITY, "chunk_index_out_of_range", message).with("totalChunks", total_chunks)
+            Body::new(StatusCode::UNPROCESSABLE_ENTITY, "chunk_index_out_of_range", message)
+                .with("totalChunks", total_chunks)
         }
         E::ChunkNotDeclared { .. } => Body::new(StatusCode::CONFLICT, "chunk_not_declared", message),
         E::ChecksumConflict { declared, .. } => {
@@ -133,7 +138,9 @@ fn upload_error_body(err: &UploadError) -> Body {
 fn storage_error_body(err: &StorageError) -> Body {
     tracing::error!(error = %err, "storage error");
     match err {
-        StorageError::Timeout(_) => Body::new(StatusCode::GATEWAY_TIMEOUT, "storage_timeout", "object storage did not answer in time"),
+        StorageError::Timeout(_) => {
+            Body::new(StatusCode::GATEWAY_TIMEOUT, "storage_timeout", "object storage did not answer in time")
+        }
         StorageError::Unreachable(_) => {
             Body::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "object storage cannot be reached")
         }

@@ -98,6 +98,10 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

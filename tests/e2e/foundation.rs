@@ -52,7 +52,10 @@ async fn readyz_is_200_with_both_up_and_503_once_postgres_is_gone() {
     // Take the database away from the running app: refuse new connections and end the open ones.
     let db_name = app.config.database.database_url.rsplit('/').next().unwrap().to_string();
     let admin = sqlx::PgPool::connect(&app.env.admin_database_url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {db_name} ALLOW_CONNECTIONS false"))).execute(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {db_name} ALLOW_CONNECTIONS false")))
+        .execute(&admin)
+        .await
+        .unwrap();
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
         .bind(&db_name)
         .execute(&admin)

@@ -30,7 +30,8 @@ impl TestEnv {
     /// A new, empty database; returns its URL.
     pub async fn fresh_database(&self) -> String {
         let name = format!("test_{}", Uuid::new_v4().simple());
-        let admin = PgPoolOptions::new().max_connections(1).connect(&self.admin_database_url).await.expect("admin connection");
+        let admin =
+            PgPoolOptions::new().max_connections(1).connect(&self.admin_database_url).await.expect("admin connection");
         admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create database");
         admin.close().await;
         let (base, _) = self.admin_database_url.rsplit_once('/').expect("database URL with a path");

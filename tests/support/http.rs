@@ -58,8 +58,9 @@ impl TestApp {
 
     /// Asks for a presigned URL for one chunk. Panics unless 200.
     pub async fn chunk_url(&self, id: Uuid, index: u32, chunk: &[u8]) -> ChunkUrl {
-        let response =
-            self.post_json(&format!("/v1/uploads/{id}/chunks/{index}/url"), &json!({ "sha256": sha256_hex(chunk) })).await;
+        let response = self
+            .post_json(&format!("/v1/uploads/{id}/chunks/{index}/url"), &json!({ "sha256": sha256_hex(chunk) }))
+            .await;
         assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap_or_default());
         response.json().await.expect("json")
     }
@@ -75,8 +76,11 @@ impl TestApp {
 
     /// Reports a chunk S3 accepted.
     pub async fn confirm_chunk(&self, id: Uuid, index: u32, etag: &str, chunk: &[u8]) -> Response {
-        self.put_json(&format!("/v1/uploads/{id}/chunks/{index}"), &json!({ "etag": etag, "sha256": sha256_hex(chunk) }))
-            .await
+        self.put_json(
+            &format!("/v1/uploads/{id}/chunks/{index}"),
+            &json!({ "etag": etag, "sha256": sha256_hex(chunk) }),
+        )
+        .await
     }
 
     /// URL, PUT to S3, confirm: one chunk the way a well-behaved client sends it. Returns the ETag.
@@ -113,7 +117,8 @@ impl TestApp {
 
     /// The object's bytes as S3 holds them.
     pub async fn object_bytes(&self, id: Uuid) -> Vec<u8> {
-        let out = self.storage.client().get_object().bucket(self.storage.bucket()).key(format!("uploads/{id}")).send().await;
+        let out =
+            self.storage.client().get_object().bucket(self.storage.bucket()).key(format!("uploads/{id}")).send().await;
         out.expect("get object").body.collect().await.expect("body").into_bytes().to_vec()
     }
 

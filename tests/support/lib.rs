@@ -6,3 +6,13 @@ mod http;
 
 pub use app::{TestApp, TestEnv};
 pub use http::{ChunkUrl, random_bytes, sha256_hex};
+
+/// A binary of this workspace (`api`, `worker`, `upl`), built by `make test` before the suite runs.
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: build it with `cargo build --bins` (make test does)", path.display());
+    path
+}

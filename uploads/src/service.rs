@@ -35,7 +35,9 @@ pub enum UploadError {
     ChunkOutOfRange { index: u32, total_chunks: u32 },
     #[error("chunk {index} has no URL yet: ask for one with its sha256 first")]
     ChunkNotDeclared { index: u32 },
-    #[error("chunk {index} was declared with sha256 {declared}; to send other bytes, ask for a new URL with their sha256")]
+    #[error(
+        "chunk {index} was declared with sha256 {declared}; to send other bytes, ask for a new URL with their sha256"
+    )]
     ChecksumConflict { index: u32, declared: Sha256Digest },
     #[error("chunks are missing")]
     ChunksMissing { missing: IndexRanges },
@@ -190,7 +192,13 @@ impl Uploads {
 
     /// Records a chunk the client says S3 accepted. Idempotent for the same report.
     #[tracing::instrument(skip_all, fields(upload_id = %id, index))]
-    pub async fn confirm_chunk(&self, id: Uuid, index: u32, sha256: &str, etag: &str) -> Result<ChunkRecord, UploadError> {
+    pub async fn confirm_chunk(
+        &self,
+        id: Uuid,
+        index: u32,
+        sha256: &str,
+        etag: &str,
+    ) -> Result<ChunkRecord, UploadError> {
         let sha256 = parse_sha256(sha256)?;
         let etag = validate_etag(etag)?;
         if let Some(chunk) = self.repo.confirm_chunk(id, index, &sha256, &etag, self.policy.upload_ttl).await? {
@@ -249,7 +257,11 @@ impl Uploads {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 UploadState::Completing => return Err(UploadError::CompletionInProgress),
-                _ => return Err(gone_check(&current, Utc::now()).err().unwrap_or(UploadError::NotUploading(current.state))),
+                _ => {
+                    return Err(gone_check(&current, Utc::now())
+                        .err()
+                        .unwrap_or(UploadError::NotUploading(current.state)));
+                }
             }
         };
         match self.stitch(&upload).await {
@@ -279,7 +291,8 @@ impl Uploads {
         if !mismatches.is_empty() {
             return Err(UploadError::PartMismatch { mismatches });
         }
-        let missing = IndexRanges::from_indices(verified.iter().map(|c| c.index)).complement(upload.total_chunks as u32);
+        let missing =
+            IndexRanges::from_indices(verified.iter().map(|c| c.index)).complement(upload.total_chunks as u32);
         if !missing.is_empty() {
             return Err(UploadError::ChunksMissing { missing });
         }
@@ -297,7 +310,9 @@ impl Uploads {
     /// The ETag of an object S3 already assembled with the upload's part count.
     async fn completed_object_etag(&self, upload: &UploadRecord) -> Result<String, UploadError> {
         match self.storage.head_object(&upload.object_key).await? {
-            Some(object) if object.size == upload.size as u64 && object.parts_count == Some(upload.total_chunks as u32) => {
+            Some(object)
+                if object.size == upload.size as u64 && object.parts_count == Some(upload.total_chunks as u32) =>
+            {
                 Ok(object.etag)
             }
             _ => Err(StorageError::NoSuchUpload.into()),
@@ -401,7 +416,10 @@ fn validate_content_type(content_type: Option<String>) -> Result<String, UploadE
         && value.split_once('/').is_some_and(|(t, s)| !t.is_empty() && !s.is_empty())
         && value.chars().all(|c| c.is_ascii_graphic() || c == ' ');
     if !valid {
-        return Err(invalid("invalid_content_type", format!("contentType {value:?} is not a media type like video/mp4")));
+        return Err(invalid(
+            "invalid_content_type",
+            format!("contentType {value:?} is not a media type like video/mp4"),
+        ));
     }
     Ok(value.to_string())
 }

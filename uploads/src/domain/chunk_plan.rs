@@ -21,11 +21,15 @@ pub struct ChunkPlan {
 pub enum ChunkPlanError {
     #[error("size {size} exceeds the largest upload accepted ({max} bytes)")]
     TooLarge { size: u64, max: u64 },
-    #[error("chunkSize {chunk_size} is below S3's minimum part size of {MIN_CHUNK_SIZE} bytes (only the last chunk may be smaller)")]
+    #[error(
+        "chunkSize {chunk_size} is below S3's minimum part size of {MIN_CHUNK_SIZE} bytes (only the last chunk may be smaller)"
+    )]
     ChunkTooSmall { chunk_size: u64 },
     #[error("chunkSize {chunk_size} exceeds S3's maximum part size of {MAX_CHUNK_SIZE} bytes")]
     ChunkTooLarge { chunk_size: u64 },
-    #[error("chunkSize {chunk_size} would cut the file into more than {MAX_CHUNKS} chunks; the smallest chunk size that fits is {smallest_fitting}")]
+    #[error(
+        "chunkSize {chunk_size} would cut the file into more than {MAX_CHUNKS} chunks; the smallest chunk size that fits is {smallest_fitting}"
+    )]
     TooManyChunks { chunk_size: u64, smallest_fitting: u64 },
 }
 
@@ -123,10 +127,7 @@ mod tests {
     fn small_file_may_use_a_small_single_chunk() {
         assert_eq!(ChunkPlan::new(100, Some(1000), MAX).unwrap().total_chunks(), 1);
         assert_eq!(ChunkPlan::new(1000, Some(1000), MAX).unwrap().total_chunks(), 1);
-        assert_eq!(
-            ChunkPlan::new(1001, Some(1000), MAX),
-            Err(ChunkPlanError::ChunkTooSmall { chunk_size: 1000 })
-        );
+        assert_eq!(ChunkPlan::new(1001, Some(1000), MAX), Err(ChunkPlanError::ChunkTooSmall { chunk_size: 1000 }));
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod index_ranges;
 mod sha256;
 mod state;
 
-pub use chunk_plan::{ChunkPlan, ChunkPlanError, MAX_CHUNKS, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, DEFAULT_CHUNK_SIZE};
+pub use chunk_plan::{ChunkPlan, ChunkPlanError, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE};
 pub use index_ranges::IndexRanges;
 pub use sha256::{Sha256Digest, Sha256ParseError};
 pub use state::UploadState;

@@ -90,8 +90,12 @@ macro_rules! upload_columns {
 macro_rules! transition_sql {
     ($set:literal, $guard:literal) => {
         concat!(
-            "UPDATE uploads SET ", $set, ", updated_at = now() WHERE id = $1 AND ", $guard,
-            " RETURNING ", upload_columns!()
+            "UPDATE uploads SET ",
+            $set,
+            ", updated_at = now() WHERE id = $1 AND ",
+            $guard,
+            " RETURNING ",
+            upload_columns!()
         )
     };
 }
@@ -310,10 +314,10 @@ impl Repository {
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
     pub async fn finish_completion(&self, id: Uuid, etag: &str) -> Result<Option<UploadRecord>, sqlx::Error> {
         sqlx::query_as(transition_sql!("state = 'completed', etag = $2, completed_at = now()", "state = 'completing'"))
-        .bind(id)
-        .bind(etag)
-        .fetch_optional(&self.pool)
-        .await
+            .bind(id)
+            .bind(etag)
+            .fetch_optional(&self.pool)
+            .await
     }
 
     /// `uploading -> aborted`.
@@ -323,10 +327,7 @@ impl Repository {
     }
 
     async fn transition(&self, sql: &'static str, id: Uuid) -> Result<Option<UploadRecord>, sqlx::Error> {
-        sqlx::query_as(sql)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
+        sqlx::query_as(sql).bind(id).fetch_optional(&self.pool).await
     }
 }
 

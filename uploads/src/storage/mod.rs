@@ -186,7 +186,12 @@ impl Storage {
             .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
             .map(|(name, value)| (name.to_ascii_lowercase(), value.to_string()))
             .collect();
-        Ok(PresignedRequest { url: request.uri().to_string(), method: request.method().to_string(), headers, expires_at })
+        Ok(PresignedRequest {
+            url: request.uri().to_string(),
+            method: request.method().to_string(),
+            headers,
+            expires_at,
+        })
     }
 
     /// Every part S3 holds for the upload, all pages.
