@@ -1,5 +1,8 @@
 //! Every aws-sdk-s3 call of the service lives here.
 
+mod call_counts;
+
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
@@ -15,6 +18,8 @@ use chrono::{DateTime, Utc};
 
 use crate::config::S3Config;
 use crate::domain::Sha256Digest;
+
+pub use call_counts::{S3CallCounts, S3Operation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -103,6 +108,7 @@ pub struct ObjectInfo {
 pub struct Storage {
     client: Client,
     bucket: String,
+    calls: Arc<S3CallCounts>,
 }
 
 impl Storage {
@@ -126,7 +132,7 @@ impl Storage {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
-        Self { client: Client::from_conf(s3_config), bucket: config.s3_bucket.clone() }
+        Self { client: Client::from_conf(s3_config), bucket: config.s3_bucket.clone(), calls: Arc::default() }
     }
 
     pub fn bucket(&self) -> &str {
@@ -138,12 +144,18 @@ impl Storage {
         &self.client
     }
 
+    /// Requests this process sent to S3 so far, per operation (shared by every clone).
+    pub fn calls(&self) -> &S3CallCounts {
+        &self.calls
+    }
+
     pub async fn check_bucket(&self) -> Result<(), StorageError> {
         self.client.head_bucket().bucket(&self.bucket).send().await?;
         Ok(())
     }
 
     pub async fn create_multipart_upload(&self, key: &str, content_type: &str) -> Result<String, StorageError> {
+        self.calls.record(S3Operation::CreateMultipartUpload);
         let out = self
             .client
             .create_multipart_upload()
@@ -199,6 +211,7 @@ impl Storage {
         let mut parts = Vec::new();
         let mut marker: Option<String> = None;
         loop {
+            self.calls.record(S3Operation::ListParts);
             let out = self
                 .client
                 .list_parts()
@@ -246,6 +259,7 @@ impl Storage {
                     .collect(),
             ))
             .build();
+        self.calls.record(S3Operation::CompleteMultipartUpload);
         let out = self
             .client
             .complete_multipart_upload()
@@ -259,6 +273,7 @@ impl Storage {
     }
 
     pub async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), StorageError> {
+        self.calls.record(S3Operation::AbortMultipartUpload);
         match self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await {
             Ok(_) => Ok(()),
             // Already aborted (or completed) is the state we wanted.
@@ -271,6 +286,7 @@ impl Storage {
 
     /// A zero-byte file is one empty object: S3 has no zero-part multipart upload.
     pub async fn put_empty_object(&self, key: &str, content_type: &str) -> Result<String, StorageError> {
+        self.calls.record(S3Operation::PutEmptyObject);
         let out = self
             .client
             .put_object()

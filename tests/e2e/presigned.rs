@@ -1,0 +1,119 @@
+//! What S3 itself enforces through our presigned UploadPart URLs: the chunk's SHA-256, the signature, the expiry.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use e2e::{ChunkUrl, TestApp, random_bytes, sha256_hex};
+use reqwest::StatusCode;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::lifecycle::CHUNK;
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let url = reqwest::Url::parse(url).expect("url");
+    url.query_pairs().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.into_owned())
+}
+
+/// A 1,000-byte upload and the URL for its only chunk.
+async fn one_chunk_upload(app: &TestApp) -> (uuid::Uuid, Vec<u8>, ChunkUrl) {
+    let chunk = random_bytes(1000);
+    let id = app.create_upload(1000, None).await;
+    let url = app.chunk_url(id, 0, &chunk).await;
+    (id, chunk, url)
+}
+
+/// Guards aws-sdk-rust #1103 (checksum ignored when presigning): the checksum must be a signed header.
+#[tokio::test]
+async fn the_chunk_checksum_is_a_signed_header_of_the_url() {
+    let app = TestApp::spawn().await;
+    let (_, chunk, url) = one_chunk_upload(&app).await;
+
+    let signed = query_param(&url.url, "X-Amz-SignedHeaders").expect("a SigV4 presigned URL");
+    assert!(signed.split(';').any(|h| h == "x-amz-checksum-sha256"), "signed headers: {signed}");
+    let expected = BASE64.encode(Sha256::digest(&chunk));
+    // Exactly the one checksum the client declared: no CRC32, no x-amz-sdk-checksum-algorithm to send.
+    assert_eq!(url.headers.into_iter().collect::<Vec<_>>(), [("x-amz-checksum-sha256".to_string(), expected)]);
+    assert_eq!(query_param(&url.url, "partNumber").as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn s3_rejects_corrupt_bytes_and_the_chunk_stays_missing() {
+    let app = TestApp::spawn().await;
+    let chunk = random_bytes(CHUNK);
+    let mut corrupt = chunk.clone();
+    corrupt[12345] ^= 0xff;
+    let id = app.create_upload((CHUNK + 1) as u64, Some(CHUNK as u64)).await;
+    let url = app.chunk_url(id, 0, &chunk).await;
+
+    let put = app.put_to_s3(&url, corrupt.clone()).await;
+    assert_eq!(put.status(), StatusCode::BAD_REQUEST);
+    let text = put.text().await.unwrap();
+    assert!(text.contains("BadDigest"), "{text}");
+
+    let status = app.status(id, true).await;
+    assert_eq!(status["missingChunks"], json!([[0, 1]]));
+    let parts = app.state.uploads.storage().client().list_multipart_uploads().bucket(app.storage.bucket()).send();
+    let upload = parts.await.unwrap().uploads()[0].clone();
+    let listed = app
+        .storage
+        .client()
+        .list_parts()
+        .bucket(app.storage.bucket())
+        .key(upload.key().unwrap())
+        .upload_id(upload.upload_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.parts().is_empty(), "S3 kept a corrupt part: {listed:?}");
+
+    // The right bytes still go through the same URL.
+    assert_eq!(app.put_to_s3(&url, chunk).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn s3_rejects_a_tampered_url_or_a_missing_checksum_header() {
+    let app = TestApp::spawn().await;
+    let (id, chunk, url) = one_chunk_upload(&app).await;
+
+    let mut other_part = url.clone();
+    other_part.url = url.url.replace("partNumber=1", "partNumber=2");
+    assert_ne!(other_part.url, url.url);
+    let put = app.put_to_s3(&other_part, chunk.clone()).await;
+    assert_eq!(put.status(), StatusCode::FORBIDDEN, "{}", put.text().await.unwrap_or_default());
+
+    let mut bad_signature = url.clone();
+    let signature = query_param(&url.url, "X-Amz-Signature").unwrap();
+    let flipped: String = signature.chars().rev().collect();
+    bad_signature.url = url.url.replace(&signature, &flipped);
+    let put = app.put_to_s3(&bad_signature, chunk.clone()).await;
+    assert_eq!(put.status(), StatusCode::FORBIDDEN, "{}", put.text().await.unwrap_or_default());
+
+    let mut no_header = url.clone();
+    no_header.headers.clear();
+    let put = app.put_to_s3(&no_header, chunk.clone()).await;
+    assert_eq!(put.status(), StatusCode::FORBIDDEN, "{}", put.text().await.unwrap_or_default());
+
+    assert_eq!(app.status(id, true).await["missingChunks"], json!([[0, 0]]));
+    assert_eq!(app.put_to_s3(&url, chunk).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn s3_rejects_an_expired_url() {
+    let app = TestApp::spawn_with(|config| config.policy.presign_ttl = Duration::from_secs(1)).await;
+    let chunk = random_bytes(1000);
+    let id = app.create_upload(1000, None).await;
+    let response =
+        app.post_json(&format!("/v1/uploads/{id}/chunks/0/url"), &json!({ "sha256": sha256_hex(&chunk) })).await;
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(query_param(body["url"].as_str().unwrap(), "X-Amz-Expires").as_deref(), Some("1"));
+    let url: ChunkUrl = serde_json::from_value(body).unwrap();
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let put = app.put_to_s3(&url, chunk.clone()).await;
+    assert_eq!(put.status(), StatusCode::FORBIDDEN);
+    let text = put.text().await.unwrap();
+    assert!(text.to_lowercase().contains("expired"), "{text}");
+    assert_eq!(app.status(id, true).await["missingChunks"], json!([[0, 0]]));
+}
