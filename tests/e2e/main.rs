@@ -3,3 +3,4 @@
 mod foundation;
 mod lifecycle;
 mod presigned;
+mod validation;
