@@ -165,7 +165,8 @@ impl Repository {
     ) -> Result<Option<UploadRecord>, sqlx::Error> {
         let indices: Vec<i32> = chunks.iter().map(|(i, _)| *i as i32).collect();
         let digests: Vec<Vec<u8>> = chunks.iter().map(|(_, d)| d.as_bytes().to_vec()).collect();
-        let max_index = indices.iter().copied().max().unwrap_or(0);
+        // Compared as bigint: an index past i32::MAX must fail the range guard, not wrap to a negative one.
+        let max_index = chunks.iter().map(|(i, _)| i64::from(*i)).max().unwrap_or(0);
         sqlx::query_as(concat!(
             "WITH live AS ( \
                  UPDATE uploads SET expires_at = now() + make_interval(secs => $4), updated_at = now() \
@@ -320,10 +321,11 @@ impl Repository {
             .await
     }
 
-    /// `uploading -> aborted`.
+    /// `uploading -> aborted`, while the upload is live: one past its deadline is expired (410) like
+    /// everywhere else, and the worker's expiry removes its parts.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
     pub async fn abort(&self, id: Uuid) -> Result<Option<UploadRecord>, sqlx::Error> {
-        self.transition(transition_sql!("state = 'aborted'", "state = 'uploading'"), id).await
+        self.transition(transition_sql!("state = 'aborted'", "state = 'uploading' AND expires_at > now()"), id).await
     }
 
     async fn transition(&self, sql: &'static str, id: Uuid) -> Result<Option<UploadRecord>, sqlx::Error> {
