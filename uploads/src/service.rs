@@ -427,11 +427,24 @@ fn validate_content_type(content_type: Option<String>) -> Result<String, UploadE
 fn validate_metadata(metadata: Option<serde_json::Value>) -> Result<serde_json::Value, UploadError> {
     match metadata {
         None | Some(serde_json::Value::Null) => Ok(serde_json::json!({})),
-        Some(value @ serde_json::Value::Object(_)) if value.to_string().len() <= MAX_METADATA_BYTES => Ok(value),
-        Some(serde_json::Value::Object(_)) => {
+        Some(value @ serde_json::Value::Object(_)) if value.to_string().len() > MAX_METADATA_BYTES => {
             Err(invalid("invalid_metadata", format!("metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")))
         }
+        // Postgres jsonb cannot hold U+0000: refuse it here rather than fail the insert.
+        Some(value @ serde_json::Value::Object(_)) if holds_nul(&value) => {
+            Err(invalid("invalid_metadata", "metadata must not contain the character U+0000"))
+        }
+        Some(value @ serde_json::Value::Object(_)) => Ok(value),
         Some(_) => Err(invalid("invalid_metadata", "metadata must be a JSON object")),
+    }
+}
+
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(key, item)| key.contains('\0') || holds_nul(item)),
+        _ => false,
     }
 }
 
@@ -472,5 +485,8 @@ mod tests {
         assert_eq!(validate_filename(" film.mp4 ".into()).unwrap(), "film.mp4");
         assert!(validate_metadata(Some(serde_json::json!([1]))).is_err());
         assert_eq!(validate_metadata(None).unwrap(), serde_json::json!({}));
+        assert!(validate_metadata(Some(serde_json::json!({ "a": ["x\u{0}"] }))).is_err());
+        assert!(validate_metadata(Some(serde_json::json!({ "a\u{0}": 1 }))).is_err());
+        assert!(validate_metadata(Some(serde_json::json!({ "a": "\\u0000" }))).is_ok());
     }
 }
