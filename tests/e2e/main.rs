@@ -2,5 +2,6 @@
 
 mod foundation;
 mod lifecycle;
+mod openapi;
 mod presigned;
 mod validation;

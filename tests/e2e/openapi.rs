@@ -1,0 +1,154 @@
+//! Keeps `openapi.yaml` from drifting: its routes are exactly the router's, and its error codes exactly the ones
+//! the code can answer.
+//!
+//! The router cannot list its routes, so the test reads them from the source (every `.route("PATH", ...)` under
+//! `api/src`) and then asks the running app, for every path and method, whether it is routed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use e2e::TestApp;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::lifecycle::answer;
+
+const SPEC: &str = include_str!("../../openapi.yaml");
+const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
+/// Snake-case string literals under `api/src` that are not error codes.
+const NOT_CODES: [&str; 1] = ["upload_id"];
+
+fn spec() -> Value {
+    serde_norway::from_str(SPEC).expect("openapi.yaml is valid YAML")
+}
+
+fn workspace_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+}
+
+fn rust_files(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("source dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push((path.clone(), std::fs::read_to_string(&path).expect("source")));
+        }
+    }
+    files
+}
+
+/// The first string literal after each `marker` in `source`.
+fn literals_after<'a>(source: &'a str, marker: &str) -> Vec<&'a str> {
+    source
+        .split(marker)
+        .skip(1)
+        .filter_map(|rest| rest.trim_start().strip_prefix('"').and_then(|s| s.split_once('"')).map(|(lit, _)| lit))
+        .collect()
+}
+
+/// Every string literal of `source` that reads like an error code: `snake_case` with an underscore.
+fn snake_case_literals(source: &str) -> Vec<&str> {
+    let bytes = source.as_bytes();
+    let mut literals = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            // A char literal such as '"' opens no string.
+            b'\'' if bytes.get(i + 2) == Some(&b'\'') => i += 3,
+            b'"' => {
+                let mut end = i + 1;
+                while end < bytes.len() && bytes[end] != b'"' {
+                    end += if bytes[end] == b'\\' { 2 } else { 1 };
+                }
+                literals.push(&source[i + 1..end.min(bytes.len())]);
+                i = end + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    literals.retain(|s| s.contains('_') && s.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+    literals
+}
+
+fn routed_paths() -> BTreeSet<String> {
+    let files = rust_files(&workspace_file("api/src"));
+    files.iter().flat_map(|(_, source)| literals_after(source, ".route(")).map(String::from).collect()
+}
+
+/// The path with its parameters filled in: an unknown upload, chunk 0.
+fn concrete(path: &str) -> String {
+    path.replace("{id}", &uuid::Uuid::now_v7().to_string()).replace("{index}", "0")
+}
+
+#[test]
+fn the_spec_is_openapi_3_1_and_describes_every_routed_path() {
+    let spec = spec();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"), "{}", spec["openapi"]);
+    let documented: BTreeSet<String> = spec["paths"].as_object().unwrap().keys().cloned().collect();
+    let routed = routed_paths();
+    assert!(routed.len() >= 8, "found too few routes in api/src: {routed:?}");
+    assert_eq!(documented, routed, "openapi.yaml paths (left) differ from the router's (right)");
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap().iter().filter(|(m, _)| METHODS.contains(&m.as_str())) {
+            let responses = operation["responses"].as_object();
+            assert!(responses.is_some_and(|r| !r.is_empty()), "{method} {path} documents no response");
+            assert!(operation["operationId"].is_string(), "{method} {path} has no operationId");
+        }
+    }
+}
+
+#[test]
+fn the_spec_lists_exactly_the_error_codes_the_code_answers() {
+    let spec = spec();
+    let documented: BTreeSet<String> = spec["components"]["schemas"]["ErrorCode"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["const"].as_str().expect("each code is a const").to_string())
+        .collect();
+    let mut answered = BTreeSet::new();
+    for (_, source) in rust_files(&workspace_file("api/src")) {
+        answered.extend(snake_case_literals(&source).into_iter().filter(|s| !NOT_CODES.contains(s)).map(String::from));
+    }
+    let service = std::fs::read_to_string(workspace_file("uploads/src/service.rs")).unwrap();
+    answered.extend(literals_after(&service, "invalid(").into_iter().map(String::from));
+    assert!(answered.contains("invalid_sha256") && answered.contains("route_not_found"), "{answered:?}");
+    let undocumented: Vec<_> = answered.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&answered).collect();
+    assert!(undocumented.is_empty(), "codes the API answers but openapi.yaml does not list: {undocumented:?}");
+    assert!(stale.is_empty(), "codes openapi.yaml lists but no code answers: {stale:?}");
+
+    // And each code is named by at least one response of some operation, so a reader finds where it comes from.
+    let responses = serde_json::to_string(&spec["paths"]).unwrap() + &spec["components"]["responses"].to_string();
+    let unplaced: Vec<_> = documented.iter().filter(|c| !responses.contains(&format!("`{c}`"))).collect();
+    let unplaced: Vec<_> =
+        unplaced.into_iter().filter(|c| !["route_not_found", "method_not_allowed"].contains(&c.as_str())).collect();
+    assert!(unplaced.is_empty(), "codes no response of openapi.yaml names: {unplaced:?}");
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed_and_no_other_method_is() {
+    let app = TestApp::spawn().await;
+    let spec = spec();
+    let mut wrong = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in METHODS {
+            let documented = item.get(method).is_some();
+            let url = app.url(&concrete(path));
+            let request = app.http.request(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(), url);
+            let (status, body) = answer(request.send().await.unwrap()).await;
+            let unrouted = matches!(body["code"].as_str(), Some("route_not_found" | "method_not_allowed"));
+            if documented && unrouted {
+                wrong.push(format!("{method} {path} is documented but answers {status} {body}"));
+            }
+            if !documented && (status != StatusCode::METHOD_NOT_ALLOWED || body["code"] != "method_not_allowed") {
+                wrong.push(format!(
+                    "{method} {path} is not documented, so 405 method_not_allowed was due: {status} {body}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
