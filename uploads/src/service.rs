@@ -303,8 +303,26 @@ impl Uploads {
         match self.storage.complete_multipart_upload(&upload.object_key, s3_upload_id, &parts).await {
             // A retried completion whose first answer was lost: the object is there already.
             Err(StorageError::NoSuchUpload) => self.completed_object_etag(upload).await,
-            other => Ok(other?),
+            Err(other) => Err(other.into()),
+            Ok(etag) => {
+                self.check_object_size(upload).await?;
+                Ok(etag)
+            }
         }
+    }
+
+    /// S3 assembles the parts it holds; an upload is completed only if that is the declared size. (LocalStack
+    /// 4.13 empties a part when a later PUT to it fails BadDigest, while ListParts still reports it intact.)
+    async fn check_object_size(&self, upload: &UploadRecord) -> Result<(), UploadError> {
+        let stored = self.storage.head_object(&upload.object_key).await?.map(|object| object.size);
+        if stored == Some(upload.size as u64) {
+            return Ok(());
+        }
+        Err(StorageError::Service {
+            code: "ObjectSizeMismatch".into(),
+            message: format!("S3 assembled {stored:?} bytes where {} were declared", upload.size),
+        }
+        .into())
     }
 
     /// The ETag of an object S3 already assembled with the upload's part count.
