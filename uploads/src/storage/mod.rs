@@ -16,6 +16,9 @@ use chrono::{DateTime, Utc};
 use crate::config::S3Config;
 use crate::domain::Sha256Digest;
 
+mod objects;
+pub use objects::{ObjectRange, ObjectStream, PresignedGet};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("S3 has no such multipart upload")]
