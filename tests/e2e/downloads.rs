@@ -2,10 +2,11 @@
 
 mod browser;
 mod memory;
+mod process;
 mod resume;
 
 use e2e::{TestApp, random_bytes};
-use reqwest::header::{self, HeaderMap};
+use reqwest::header::HeaderMap;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -55,7 +56,15 @@ async fn whole_file_200_and_head_with_the_same_headers() {
 
     let head = app.http.head(app.url(&format!("/v1/files/{id}"))).send().await.unwrap();
     assert_eq!(head.status(), StatusCode::OK);
-    for name in ["content-length", "accept-ranges", "content-type", "cache-control", "content-disposition", "etag", "last-modified"] {
+    for name in [
+        "content-length",
+        "accept-ranges",
+        "content-type",
+        "cache-control",
+        "content-disposition",
+        "etag",
+        "last-modified",
+    ] {
         assert_eq!(head.headers().get(name), headers.get(name), "{name}");
     }
     assert!(head.bytes().await.unwrap().is_empty());
@@ -123,9 +132,8 @@ async fn unsatisfiable_ranges_are_416_with_the_size() {
     }
 
     // Any range of a zero-byte file is unsatisfiable; without one it is an empty 200.
-    let response = app
-        .post_json("/v1/uploads", &json!({ "filename": "empty.txt", "size": 0, "contentType": "text/plain" }))
-        .await;
+    let response =
+        app.post_json("/v1/uploads", &json!({ "filename": "empty.txt", "size": 0, "contentType": "text/plain" })).await;
     let empty: Uuid = response.json::<Value>().await.unwrap()["uploadId"].as_str().unwrap().parse().unwrap();
     assert_eq!(app.complete(empty).await.status(), StatusCode::OK);
     let response = fetch(&app, empty, &[("range", "bytes=0-")]).await;
@@ -277,7 +285,8 @@ async fn unknown_unfinished_aborted_and_expired_uploads() {
 async fn inline_disposition_encodes_any_filename() {
     let app = TestApp::spawn().await;
     let data = random_bytes(1000);
-    let body = json!({ "filename": "Größe \"draft\" €.txt", "size": data.len(), "contentType": "text/plain; charset=utf-8" });
+    let body =
+        json!({ "filename": "Größe \"draft\" €.txt", "size": data.len(), "contentType": "text/plain; charset=utf-8" });
     let response = app.post_json("/v1/uploads", &body).await;
     let id: Uuid = response.json::<Value>().await.unwrap()["uploadId"].as_str().unwrap().parse().unwrap();
     app.upload_chunk(id, 0, &data).await;
@@ -356,7 +365,14 @@ async fn s3_failures_before_the_first_byte_are_502_and_503() {
 
     // The object vanished behind the API's back: S3 refuses, nothing was sent yet.
     let (gone, _) = two_chunk_file(&app).await;
-    app.storage.client().delete_object().bucket(app.storage.bucket()).key(format!("uploads/{gone}")).send().await.unwrap();
+    app.storage
+        .client()
+        .delete_object()
+        .bucket(app.storage.bucket())
+        .key(format!("uploads/{gone}"))
+        .send()
+        .await
+        .unwrap();
     let response = fetch(&app, gone, &[]).await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(error_code(response).await, "storage_error");

@@ -58,7 +58,10 @@ async fn curl_resumes_an_interrupted_download_byte_for_byte() {
     let headers = String::from_utf8_lossy(&resumed.stdout).to_ascii_lowercase();
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert!(headers.starts_with("http/1.1 206"), "{headers}");
-    assert!(headers.contains(&format!("content-range: bytes {partial}-{}/{}", data.len() - 1, data.len())), "{headers}");
+    assert!(
+        headers.contains(&format!("content-range: bytes {partial}-{}/{}", data.len() - 1, data.len())),
+        "{headers}"
+    );
     assert!(std::fs::read(&file).unwrap() == data, "the resumed file differs from the upload");
     std::fs::remove_dir_all(&dir).unwrap();
 }
