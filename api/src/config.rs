@@ -62,6 +62,10 @@ pub struct DownloadConfig {
     /// Lifetime of the presigned S3 URL that `?redirect=true` answers with.
     #[arg(long, env = "DOWNLOAD_URL_TTL", value_name = "DOWNLOAD_URL_TTL", default_value = "5m", value_parser = parse_duration)]
     pub download_url_ttl: Duration,
+
+    /// How long S3 may take to start answering a read before the download fails with 504.
+    #[arg(long, env = "S3_FIRST_BYTE_TIMEOUT", value_name = "S3_FIRST_BYTE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub s3_first_byte_timeout: Duration,
 }
 
 pub const DEFAULT_CACHE_CONTROL: &str = "private, max-age=31536000, immutable";
@@ -72,6 +76,7 @@ impl Default for DownloadConfig {
             max_concurrent_downloads: 256,
             cache_control: DEFAULT_CACHE_CONTROL.into(),
             download_url_ttl: Duration::from_secs(300),
+            s3_first_byte_timeout: Duration::from_secs(30),
         }
     }
 }

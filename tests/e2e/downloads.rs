@@ -377,17 +377,75 @@ async fn s3_failures_before_the_first_byte_are_502_and_503() {
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(error_code(response).await, "storage_error");
 
-    // The same database served by an API whose S3 cannot be reached.
+    // The same database served by an API whose S3 cannot be reached: 503.
     let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let response = via_other_s3(&app, id, &format!("http://127.0.0.1:{dead_port}")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(error_code(response).await, "storage_unavailable");
+
+    // An S3 that accepts the connection and never answers: 504 after S3_FIRST_BYTE_TIMEOUT.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let response = via_other_s3(&app, id, &silent_url).await;
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(error_code(response).await, "storage_timeout");
+    hold.abort();
+}
+
+/// GET `id` through a second API on the same database whose S3 endpoint is `endpoint`.
+async fn via_other_s3(app: &TestApp, id: Uuid, endpoint: &str) -> Response {
     let mut config = app.config.clone();
-    config.s3.s3_endpoint = Some(format!("http://127.0.0.1:{dead_port}"));
+    config.s3.s3_endpoint = Some(endpoint.to_string());
+    config.downloads.s3_first_byte_timeout = std::time::Duration::from_secs(1);
     let state = api::build_state(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/files/{id}", listener.local_addr().unwrap());
     let server = tokio::spawn(api::serve(listener, api::router(state), std::future::pending()));
     let response = app.http.get(&url).header("range", "bytes=0-9").send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(response.headers().contains_key("retry-after"));
-    assert_eq!(error_code(response).await, "storage_unavailable");
     server.abort();
+    response
+}
+
+#[tokio::test]
+async fn an_s3_failure_after_the_first_byte_closes_the_connection() {
+    let app = TestApp::spawn().await;
+    let data = random_bytes(30 * MIB);
+    let id = app.upload_file(&data, 15 * MIB as u64).await;
+    // The first part is far larger than the socket buffers, so the answer is still streaming when the object
+    // is deleted: LocalStack then breaks the open read (or the second part's GetObject fails).
+    let range = format!("bytes=0-{},-100", 25 * MIB);
+    let mut response = fetch(&app, id, &[("range", &range)]).await;
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    let promised: usize = text(response.headers(), "content-length").parse().unwrap();
+    app.storage
+        .client()
+        .delete_object()
+        .bucket(app.storage.bucket())
+        .key(format!("uploads/{id}"))
+        .send()
+        .await
+        .unwrap();
+
+    let mut body = Vec::new();
+    let outcome = loop {
+        match response.chunk().await {
+            Ok(Some(bytes)) => body.extend_from_slice(&bytes),
+            Ok(None) => break Ok(()),
+            Err(err) => break Err(err),
+        }
+    };
+    let received = body.len();
+    assert!(outcome.is_err(), "the body ended cleanly after {received} of {promised} bytes");
+    // What did arrive is the start of the promised answer: the first part header, then the file's first bytes.
+    let header_end = body.windows(4).position(|w| w == b"\r\n\r\n").expect("the first part header") + 4;
+    assert!(received > header_end && received < promised, "{received} of {promised} bytes before the cut");
+    assert!(body[..header_end].starts_with(b"--"));
+    assert_eq!(body[header_end..], data[..received - header_end]);
 }

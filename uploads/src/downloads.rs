@@ -1,5 +1,7 @@
 //! Serving completed uploads: which ones can be read, and opening their bytes.
 
+use std::time::Duration;
+
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
@@ -47,9 +49,14 @@ impl Uploads {
         })
     }
 
-    /// Opens the file's bytes (a range of them) as a stream from S3.
-    pub async fn read(&self, file: &DownloadableFile, range: Option<ObjectRange>) -> Result<ObjectStream, UploadError> {
-        Ok(self.storage().get_object(&file.object_key, range, &file.etag).await?)
+    /// Opens the file's bytes (a range of them) as a stream from S3, which must start within `first_byte_timeout`.
+    pub async fn read(
+        &self,
+        file: &DownloadableFile,
+        range: Option<ObjectRange>,
+        first_byte_timeout: Duration,
+    ) -> Result<ObjectStream, UploadError> {
+        Ok(self.storage().get_object(&file.object_key, range, &file.etag, first_byte_timeout).await?)
     }
 
     /// A presigned GET for clients that fetch from S3 themselves.

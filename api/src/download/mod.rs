@@ -19,6 +19,7 @@ pub struct Downloads {
     streams: Arc<Semaphore>,
     pub cache_control: HeaderValue,
     pub url_ttl: Duration,
+    pub first_byte_timeout: Duration,
 }
 
 impl Downloads {
@@ -30,6 +31,7 @@ impl Downloads {
             streams: Arc::new(Semaphore::new(config.max_concurrent_downloads)),
             cache_control,
             url_ttl: config.download_url_ttl,
+            first_byte_timeout: config.s3_first_byte_timeout,
         })
     }
 

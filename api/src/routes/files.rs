@@ -1,7 +1,7 @@
 //! `GET` and `HEAD /v1/files/{id}`: a completed upload, with ranges and conditions per RFC 9110, streamed
 //! from S3 as it arrives. The rules live in [`crate::download`]; this module only wires them to HTTP.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -132,14 +132,15 @@ async fn respond(
     let slot = state.downloads.try_start_stream().ok_or_else(|| {
         ApiError::request(StatusCode::SERVICE_UNAVAILABLE, "too_many_downloads", "too many downloads at once; retry")
     })?;
+    let timeout = state.downloads.first_byte_timeout;
     Ok(match outcome {
         RangeOutcome::Full if file.size == 0 => body_response(StatusCode::OK, common, content_type, 0, Body::empty()),
         RangeOutcome::Full => {
-            let bytes = uploads.read(&file, None).await?;
+            let bytes = uploads.read(&file, None, timeout).await?;
             body_response(StatusCode::OK, common, content_type, file.size, stream_body(bytes, slot))
         }
         RangeOutcome::Single(range) => {
-            let bytes = uploads.read(&file, Some(object_range(range))).await?;
+            let bytes = uploads.read(&file, Some(object_range(range)), timeout).await?;
             common.insert(header::CONTENT_RANGE, header_value(&range.content_range(file.size)));
             body_response(
                 StatusCode::PARTIAL_CONTENT,
@@ -153,7 +154,7 @@ async fn respond(
             let multipart = Multipart::new(Uuid::new_v4().simple().to_string(), &file.content_type, file.size);
             let length = multipart.content_length(&ranges);
             let content_type = header_value(&multipart.content_type());
-            let body = multipart_body(uploads.clone(), file, multipart, ranges).await?;
+            let body = multipart_body(uploads.clone(), file, multipart, ranges, timeout).await?;
             body_response(StatusCode::PARTIAL_CONTENT, common, content_type, length, stream_body(body, slot))
         }
         RangeOutcome::Unsatisfiable => unreachable!("answered 416 above"),
@@ -167,8 +168,9 @@ async fn multipart_body(
     file: DownloadableFile,
     multipart: Multipart,
     ranges: Vec<ByteRange>,
+    timeout: Duration,
 ) -> Result<ObjectStream, ApiError> {
-    let first = uploads.read(&file, Some(object_range(ranges[0]))).await?;
+    let first = uploads.read(&file, Some(object_range(ranges[0])), timeout).await?;
     let head = stream::once(std::future::ready(Ok(multipart.part_header(0, &ranges[0])))).chain(first);
     let closing = stream::once(std::future::ready(Ok(multipart.closing())));
     let later_parts: Vec<(usize, ByteRange)> = ranges.into_iter().enumerate().skip(1).collect();
@@ -176,7 +178,8 @@ async fn multipart_body(
         .then(move |(index, range)| {
             let (uploads, file, header) = (uploads.clone(), file.clone(), multipart.part_header(index, &range));
             async move {
-                let bytes = uploads.read(&file, Some(object_range(range))).await.map_err(std::io::Error::other)?;
+                let bytes =
+                    uploads.read(&file, Some(object_range(range)), timeout).await.map_err(std::io::Error::other)?;
                 Ok::<_, std::io::Error>(stream::once(std::future::ready(Ok(header))).chain(bytes))
             }
         })

@@ -32,22 +32,26 @@ pub struct PresignedGet<'a> {
 
 impl Storage {
     /// GetObject for `range` (or all of it), only if the object still has `etag`: S3 answers 412 rather than
-    /// send other bytes than those the caller's headers describe. Errors here happen before any byte is sent.
+    /// send other bytes than those the caller's headers describe. Errors here happen before any byte is sent;
+    /// S3 must start answering within `first_byte_timeout` (the body itself may take as long as it takes).
     pub async fn get_object(
         &self,
         key: &str,
         range: Option<ObjectRange>,
         etag: &str,
+        first_byte_timeout: Duration,
     ) -> Result<ObjectStream, StorageError> {
-        let out = self
+        let request = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
             .set_range(range.map(|r| format!("bytes={}-{}", r.first, r.last)))
             .if_match(etag)
-            .send()
-            .await?;
+            .send();
+        let out = tokio::time::timeout(first_byte_timeout, request)
+            .await
+            .map_err(|_| StorageError::Timeout(format!("GetObject sent nothing within {first_byte_timeout:?}")))??;
         let mut body = Box::pin(out.body);
         Ok(Box::pin(futures::stream::poll_fn(move |cx| {
             body.as_mut().poll_next(cx).map(|item| item.map(|chunk| chunk.map_err(std::io::Error::other)))
