@@ -359,7 +359,7 @@ async fn the_stream_limit_answers_503_and_a_disconnect_frees_the_slot() {
 }
 
 #[tokio::test]
-async fn s3_failures_before_the_first_byte_are_502_and_503() {
+async fn s3_failures_before_the_first_byte_are_502_503_and_504() {
     let app = TestApp::spawn().await;
     let (id, _) = two_chunk_file(&app).await;
 
@@ -379,7 +379,7 @@ async fn s3_failures_before_the_first_byte_are_502_and_503() {
 
     // The same database served by an API whose S3 cannot be reached: 503.
     let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let response = via_other_s3(&app, id, &format!("http://127.0.0.1:{dead_port}")).await;
+    let response = via_other_s3(&app, id, &format!("http://127.0.0.1:{dead_port}"), 20).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
     assert_eq!(error_code(response).await, "storage_unavailable");
@@ -393,17 +393,18 @@ async fn s3_failures_before_the_first_byte_are_502_and_503() {
             held.push(socket);
         }
     });
-    let response = via_other_s3(&app, id, &silent_url).await;
+    let response = via_other_s3(&app, id, &silent_url, 1).await;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(error_code(response).await, "storage_timeout");
     hold.abort();
 }
 
-/// GET `id` through a second API on the same database whose S3 endpoint is `endpoint`.
-async fn via_other_s3(app: &TestApp, id: Uuid, endpoint: &str) -> Response {
+/// GET `id` through a second API on the same database whose S3 endpoint is `endpoint`. The SDK's retries of a
+/// refused connection take a while: a short first-byte timeout would turn that 503 into a 504.
+async fn via_other_s3(app: &TestApp, id: Uuid, endpoint: &str, first_byte_timeout_secs: u64) -> Response {
     let mut config = app.config.clone();
     config.s3.s3_endpoint = Some(endpoint.to_string());
-    config.downloads.s3_first_byte_timeout = std::time::Duration::from_secs(1);
+    config.downloads.s3_first_byte_timeout = std::time::Duration::from_secs(first_byte_timeout_secs);
     let state = api::build_state(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/files/{id}", listener.local_addr().unwrap());

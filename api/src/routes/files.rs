@@ -105,7 +105,6 @@ async fn respond(
         Precondition::NotModified => return Ok(with_headers(StatusCode::NOT_MODIFIED.into_response(), common)),
         Precondition::Proceed { honor_range } => honor_range,
     };
-    common.insert(header::CONTENT_DISPOSITION, header_value(&disposition));
 
     // Range handling is defined for GET only (RFC 9110 §14.2): HEAD describes the whole object.
     let outcome = if *method == Method::GET && honor_range {
@@ -124,7 +123,8 @@ async fn respond(
         return Ok(response);
     }
 
-    let content_type = header_value(&file.content_type);
+    common.insert(header::CONTENT_DISPOSITION, header_value(&disposition));
+    let mut content_type = header_value(&file.content_type);
     if *method == Method::HEAD {
         return Ok(body_response(StatusCode::OK, common, content_type, file.size, Body::empty()));
     }
@@ -133,32 +133,29 @@ async fn respond(
         ApiError::request(StatusCode::SERVICE_UNAVAILABLE, "too_many_downloads", "too many downloads at once; retry")
     })?;
     let timeout = state.downloads.first_byte_timeout;
-    Ok(match outcome {
-        RangeOutcome::Full if file.size == 0 => body_response(StatusCode::OK, common, content_type, 0, Body::empty()),
-        RangeOutcome::Full => {
-            let bytes = uploads.read(&file, None, timeout).await?;
-            body_response(StatusCode::OK, common, content_type, file.size, stream_body(bytes, slot))
+    let (status, length, bytes) = match outcome {
+        RangeOutcome::Full if file.size == 0 => {
+            return Ok(body_response(StatusCode::OK, common, content_type, 0, Body::empty()));
         }
+        RangeOutcome::Full => (StatusCode::OK, file.size, uploads.read(&file, None, timeout).await?),
         RangeOutcome::Single(range) => {
             let bytes = uploads.read(&file, Some(object_range(range)), timeout).await?;
             common.insert(header::CONTENT_RANGE, header_value(&range.content_range(file.size)));
-            body_response(
-                StatusCode::PARTIAL_CONTENT,
-                common,
-                content_type,
-                range.byte_count(),
-                stream_body(bytes, slot),
-            )
+            (StatusCode::PARTIAL_CONTENT, range.byte_count(), bytes)
         }
         RangeOutcome::Multiple(ranges) => {
             let multipart = Multipart::new(Uuid::new_v4().simple().to_string(), &file.content_type, file.size);
             let length = multipart.content_length(&ranges);
-            let content_type = header_value(&multipart.content_type());
-            let body = multipart_body(uploads.clone(), file, multipart, ranges, timeout).await?;
-            body_response(StatusCode::PARTIAL_CONTENT, common, content_type, length, stream_body(body, slot))
+            content_type = header_value(&multipart.content_type());
+            (
+                StatusCode::PARTIAL_CONTENT,
+                length,
+                multipart_body(uploads.clone(), file, multipart, ranges, timeout).await?,
+            )
         }
         RangeOutcome::Unsatisfiable => unreachable!("answered 416 above"),
-    })
+    };
+    Ok(body_response(status, common, content_type, length, stream_body(bytes, slot, length)))
 }
 
 /// Each part is its own ranged GetObject, opened when the previous part is sent. The first is opened before
@@ -190,11 +187,33 @@ async fn multipart_body(
 /// The body that streams S3's bytes while holding the download slot. An error after the first byte ends the
 /// response early: the connection closes, which is how HTTP/1.1 signals truncation, and the client resumes
 /// with a Range request.
-fn stream_body(bytes: ObjectStream, slot: OwnedSemaphorePermit) -> Body {
+fn stream_body(bytes: ObjectStream, slot: OwnedSemaphorePermit, length: u64) -> Body {
+    let mut progress = Progress { _slot: slot, length, sent: 0, span: tracing::Span::current() };
     Body::from_stream(bytes.map(move |chunk| {
-        let _held_until_the_body_is_dropped = &slot;
-        chunk.inspect_err(|err| tracing::warn!(error = %err, "S3 stream failed mid-response; closing"))
+        let chunk = chunk.inspect_err(|err| {
+            progress.span.in_scope(|| tracing::warn!(error = %err, "S3 stream failed mid-response; closing"));
+        })?;
+        progress.sent += chunk.len() as u64;
+        Ok::<_, std::io::Error>(chunk)
     }))
+}
+
+/// Lives as long as the response body: holds the download slot, and notes a body dropped unfinished
+/// (the client left, or S3 failed), whose S3 read is cancelled with it.
+struct Progress {
+    _slot: OwnedSemaphorePermit,
+    length: u64,
+    sent: u64,
+    span: tracing::Span,
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.sent < self.length {
+            let (sent, length) = (self.sent, self.length);
+            self.span.in_scope(|| tracing::info!(sent, length, "download ended early; S3 read cancelled"));
+        }
+    }
 }
 
 fn body_response(
