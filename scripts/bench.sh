@@ -20,9 +20,7 @@ cleanup() {
   local rc=$?
   [ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null || true
   [ -n "$api_pid" ] && kill "$api_pid" 2>/dev/null || true
-  [ -n "$ls_pid" ] && kill -- -"$ls_pid" 2>/dev/null || true
-  pg_stop "$work/pg"
-  [ -n "$ls_pid" ] && { for _ in $(seq 1 20); do kill -0 "$ls_pid" 2>/dev/null || break; sleep 0.25; done; kill -9 -- -"$ls_pid" 2>/dev/null || true; }
+  throwaway_services_stop "$work"
   [ $rc -ne 0 ] && [ -f "$work/api.log" ] && tail -n 20 "$work/api.log" >&2
   rm -rf "$work"
   exit $rc
@@ -38,12 +36,7 @@ else
 fi
 
 echo "== services" >&2
-pg_port=$(free_port)
-pg_start "$work/pg" "$pg_port"
-localstack_install "$ROOT/.dev/localstack-venv"
-ls_port=$(free_port)
-ls_pid=$(localstack_start "$ROOT/.dev/localstack-venv" "$ls_port" "$work/localstack" "$work/localstack.log")
-localstack_wait "$ls_port" "$work/localstack.log"
+throwaway_services_start "$work"
 localstack_init "$ROOT/.dev/localstack-venv" "$ls_port" bench
 
 api_port=$(free_port)
