@@ -15,9 +15,7 @@ chmod 755 "$work"
 ls_pid=
 cleanup() {
   local rc=$?
-  [ -n "$ls_pid" ] && kill -- -"$ls_pid" 2>/dev/null || true
-  pg_stop "$work/pg"
-  [ -n "$ls_pid" ] && { for _ in $(seq 1 20); do kill -0 "$ls_pid" 2>/dev/null || break; sleep 0.25; done; kill -9 -- -"$ls_pid" 2>/dev/null || true; }
+  throwaway_services_stop "$work"
   if [ $rc -ne 0 ] && [ -f "$work/localstack.log" ]; then mkdir -p test-output; cp "$work/localstack.log" "$work/pg/server.log" test-output/ 2>/dev/null || true; fi
   rm -rf "$work"
   exit $rc
@@ -26,12 +24,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== services"
-pg_port=$(free_port)
-pg_start "$work/pg" "$pg_port"
-localstack_install "$ROOT/.dev/localstack-venv"
-ls_port=$(free_port)
-ls_pid=$(localstack_start "$ROOT/.dev/localstack-venv" "$ls_port" "$work/localstack" "$work/localstack.log")
-localstack_wait "$ls_port" "$work/localstack.log"
+throwaway_services_start "$work"
 [ -x "$ROOT/scripts/test-prereqs.sh" ] && "$ROOT/scripts/test-prereqs.sh"
 
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1

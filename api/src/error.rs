@@ -130,6 +130,7 @@ fn upload_error_body(err: &UploadError) -> Body {
             Body::new(StatusCode::CONFLICT, "part_mismatch", message).with("mismatches", mismatches)
         }
         E::CompletionInProgress => Body::new(StatusCode::CONFLICT, "completion_in_progress", message),
+        E::NotCompleted(state) => Body::new(StatusCode::CONFLICT, "upload_not_completed", message).with("state", state),
         E::Storage(storage) => storage_error_body(storage),
         E::Database(db) => database_error_body(db),
     }

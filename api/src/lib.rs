@@ -1,6 +1,7 @@
 //! The HTTP API of the resumable upload service.
 
 pub mod config;
+pub mod download;
 pub mod error;
 pub mod extract;
 pub mod routes;
@@ -37,6 +38,7 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<AppState> {
     Ok(AppState {
         uploads: Uploads::new(Repository::new(pool), storage, config.policy.clone()),
         public_base_url: Arc::from(config.public_base_url()),
+        downloads: download::Downloads::new(&config.downloads)?,
     })
 }
 
@@ -48,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/uploads/{id}/chunks/{index}/url", post(routes::uploads::chunk_url))
         .route("/v1/uploads/{id}/chunks/{index}", put(routes::uploads::confirm_chunk))
         .route("/v1/uploads/{id}/complete", post(routes::uploads::complete))
+        .route("/v1/files/{id}", get(routes::files::download))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .fallback(not_found)
@@ -80,6 +83,7 @@ pub fn router(state: AppState) -> Router {
             uri = %request.uri(),
             request_id,
             upload_id = tracing::field::Empty,
+            range = tracing::field::Empty,
         )
     });
 

@@ -7,6 +7,7 @@ use uploads::service::Uploads;
 pub struct AppState {
     pub uploads: Uploads,
     pub public_base_url: Arc<str>,
+    pub downloads: crate::download::Downloads,
 }
 
 impl AppState {

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, one module per area.
 
+mod downloads;
 mod foundation;
 mod lifecycle;
 mod openapi;

@@ -68,7 +68,11 @@ fn snake_case_literals(source: &str) -> Vec<&str> {
             _ => i += 1,
         }
     }
-    literals.retain(|s| s.contains('_') && s.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+    literals.retain(|s| {
+        s.contains('_')
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+    });
     literals
 }
 

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use api::config::ApiConfig;
+use api::config::{ApiConfig, DownloadConfig};
 use api::state::AppState;
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 use sqlx::postgres::PgPoolOptions;
@@ -107,6 +107,7 @@ impl TestApp {
                 max_upload_size: 5 * 1024 * 1024 * 1024 * 1024,
             },
             log: LogConfig { log_format: LogFormat::Pretty },
+            downloads: DownloadConfig::default(),
             bind_addr: addr,
             public_base_url: Some(format!("http://{addr}")),
             shutdown_grace: Duration::from_secs(5),

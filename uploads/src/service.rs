@@ -45,6 +45,8 @@ pub enum UploadError {
     PartMismatch { mismatches: Vec<PartMismatch> },
     #[error("another request is completing this upload")]
     CompletionInProgress,
+    #[error("the upload is {}: only completed uploads can be downloaded", .0.as_str())]
+    NotCompleted(UploadState),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]

@@ -19,7 +19,9 @@ use chrono::{DateTime, Utc};
 use crate::config::S3Config;
 use crate::domain::Sha256Digest;
 
+mod objects;
 pub use call_counts::{S3CallCounts, S3Operation};
+pub use objects::{ObjectRange, ObjectStream, PresignedGet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

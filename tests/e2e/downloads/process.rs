@@ -1,0 +1,62 @@
+//! The api binary as a real process on a test app's database and bucket, its log in a file.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use e2e::{TestApp, workspace_bin};
+use reqwest::StatusCode;
+
+pub struct ApiProcess {
+    child: Child,
+    pub base_url: String,
+    pub log_path: PathBuf,
+}
+
+impl ApiProcess {
+    /// Starts the api with the app's database and bucket; returns once /healthz answers.
+    pub async fn spawn(app: &TestApp, name: &str, extra_env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let base_url = format!("http://127.0.0.1:{port}");
+        let dir = std::env::var("TEST_OUTPUT_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
+        std::fs::create_dir_all(&dir).unwrap();
+        let log_path = dir.join(format!("{name}-api.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(workspace_bin("api"))
+            .env("DATABASE_URL", &app.config.database.database_url)
+            .env("S3_ENDPOINT", &app.env.s3_endpoint)
+            .env("S3_BUCKET", &app.config.s3.s3_bucket)
+            .env("S3_FORCE_PATH_STYLE", "true")
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .envs(extra_env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the api binary starts");
+        let process = Self { child, base_url, log_path };
+        for _ in 0..200 {
+            let health = app.http.get(format!("{}/healthz", process.base_url)).send().await;
+            if health.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the api process did not become healthy; see {}", process.log_path.display());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for ApiProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

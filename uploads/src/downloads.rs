@@ -1,0 +1,70 @@
+//! Serving completed uploads: which ones can be read, and opening their bytes.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use uuid::Uuid;
+
+use crate::domain::UploadState;
+use crate::service::{UploadError, Uploads, gone_check};
+use crate::storage::{ObjectRange, ObjectStream, PresignedGet, PresignedRequest, StorageError};
+
+/// A completed upload, described as the representation a GET returns.
+#[derive(Debug, Clone)]
+pub struct DownloadableFile {
+    pub id: Uuid,
+    pub object_key: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    /// S3's strong ETag of the object, quoted.
+    pub etag: String,
+    /// Whole seconds, as an HTTP-date carries it.
+    pub last_modified: DateTime<Utc>,
+}
+
+impl Uploads {
+    /// The completed upload `id`; unknown, gone (aborted, expired) and unfinished uploads are errors.
+    #[tracing::instrument(skip_all, fields(upload_id = %id))]
+    pub async fn downloadable(&self, id: Uuid) -> Result<DownloadableFile, UploadError> {
+        let upload = self.repository().find_upload(id).await?.ok_or(UploadError::NotFound)?;
+        gone_check(&upload, Utc::now())?;
+        if upload.state != UploadState::Completed {
+            return Err(UploadError::NotCompleted(upload.state));
+        }
+        let etag = match upload.etag.clone() {
+            Some(etag) if !etag.is_empty() => etag,
+            // Completed before the ETag was recorded: ask S3 once.
+            _ => self.storage().head_object(&upload.object_key).await?.ok_or(StorageError::NotFound)?.etag,
+        };
+        let last_modified = upload.completed_at.unwrap_or(upload.updated_at).trunc_subsecs(0);
+        Ok(DownloadableFile {
+            id,
+            size: upload.size as u64,
+            object_key: upload.object_key,
+            filename: upload.filename,
+            content_type: upload.content_type,
+            etag,
+            last_modified,
+        })
+    }
+
+    /// Opens the file's bytes (a range of them) as a stream from S3, which must start within `first_byte_timeout`.
+    pub async fn read(
+        &self,
+        file: &DownloadableFile,
+        range: Option<ObjectRange>,
+        first_byte_timeout: Duration,
+    ) -> Result<ObjectStream, UploadError> {
+        Ok(self.storage().get_object(&file.object_key, range, &file.etag, first_byte_timeout).await?)
+    }
+
+    /// A presigned GET for clients that fetch from S3 themselves.
+    pub async fn presign_download(
+        &self,
+        file: &DownloadableFile,
+        options: PresignedGet<'_>,
+    ) -> Result<PresignedRequest, UploadError> {
+        Ok(self.storage().presign_get(&file.object_key, options).await?)
+    }
+}

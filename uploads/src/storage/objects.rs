@@ -1,0 +1,83 @@
+//! Reading finished objects: ranged, conditional GetObject streamed as it arrives, and presigned GETs.
+
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::Stream;
+
+use super::{PresignedRequest, Storage, StorageError};
+
+/// An object's bytes as S3 sends them, chunk by chunk; nothing is buffered beyond the chunk in hand.
+/// Dropping it closes the S3 connection, which is how a client's disconnect cancels the read.
+pub type ObjectStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// An inclusive byte range `first..=last` of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectRange {
+    pub first: u64,
+    pub last: u64,
+}
+
+/// Options of a presigned GET, signed into the URL so S3 answers with the headers the API would.
+#[derive(Debug, Clone)]
+pub struct PresignedGet<'a> {
+    pub content_type: &'a str,
+    pub content_disposition: &'a str,
+    pub cache_control: &'a str,
+    pub ttl: Duration,
+}
+
+impl Storage {
+    /// GetObject for `range` (or all of it), only if the object still has `etag`: S3 answers 412 rather than
+    /// send other bytes than those the caller's headers describe. Errors here happen before any byte is sent;
+    /// S3 must start answering within `first_byte_timeout` (the body itself may take as long as it takes).
+    pub async fn get_object(
+        &self,
+        key: &str,
+        range: Option<ObjectRange>,
+        etag: &str,
+        first_byte_timeout: Duration,
+    ) -> Result<ObjectStream, StorageError> {
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_range(range.map(|r| format!("bytes={}-{}", r.first, r.last)))
+            .if_match(etag)
+            .send();
+        let out = tokio::time::timeout(first_byte_timeout, request)
+            .await
+            .map_err(|_| StorageError::Timeout(format!("GetObject sent nothing within {first_byte_timeout:?}")))??;
+        let mut body = Box::pin(out.body);
+        Ok(Box::pin(futures::stream::poll_fn(move |cx| {
+            body.as_mut().poll_next(cx).map(|item| item.map(|chunk| chunk.map_err(std::io::Error::other)))
+        })))
+    }
+
+    /// A short-lived GET URL straight to S3; it honours `Range` and conditional headers itself.
+    pub async fn presign_get(&self, key: &str, options: PresignedGet<'_>) -> Result<PresignedRequest, StorageError> {
+        let presigning = PresigningConfig::expires_in(options.ttl).map_err(|e| StorageError::Presign(e.to_string()))?;
+        let expires_at = DateTime::<Utc>::from(SystemTime::now() + options.ttl);
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_type(options.content_type)
+            .response_content_disposition(options.content_disposition)
+            .response_cache_control(options.cache_control)
+            .presigned(presigning)
+            .await
+            .map_err(|e| StorageError::Presign(format!("{e:?}")))?;
+        Ok(PresignedRequest {
+            url: request.uri().to_string(),
+            method: request.method().to_string(),
+            headers: vec![],
+            expires_at,
+        })
+    }
+}
