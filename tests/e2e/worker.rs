@@ -185,6 +185,25 @@ async fn the_sweep_aborts_orphan_multipart_uploads_older_than_the_ttl() {
 }
 
 #[tokio::test]
+async fn listing_multipart_uploads_follows_every_page() {
+    let app = TestApp::spawn().await;
+    let mut created = Vec::new();
+    for n in 0..5 {
+        // Two uploads of one key too: S3 pages by key and upload id.
+        let key = format!("uploads/{}", n % 4);
+        created.push(app.storage.create_multipart_upload(&key, "application/octet-stream").await.unwrap());
+    }
+    app.storage.create_multipart_upload("elsewhere/x", "application/octet-stream").await.unwrap();
+
+    let listed = app.storage.list_multipart_uploads_paged("uploads/", 2).await.unwrap();
+
+    let mut listed: Vec<String> = listed.into_iter().map(|u| u.upload_id).collect();
+    listed.sort();
+    created.sort();
+    assert_eq!(listed, created);
+}
+
+#[tokio::test]
 async fn verification_records_verified_corrupt_and_computed_digests() {
     let app = TestApp::spawn().await;
     let data = random_bytes(5 * MIB + 4321);

@@ -1,6 +1,8 @@
 //! What each job does. Every job is idempotent: a retry, or a second worker taking over a dead one's job,
 //! finds the work done or half done and finishes it.
 
+use std::collections::HashSet;
+
 use anyhow::Context;
 use chrono::Utc;
 use uploads::domain::{UploadState, VerificationState};
@@ -41,7 +43,7 @@ impl Worker {
         let old: Vec<_> = open.into_iter().filter(|u| u.initiated.is_some_and(|at| at <= cutoff)).collect();
         for batch in old.chunks(LIVE_LOOKUP_BATCH) {
             let ids: Vec<String> = batch.iter().map(|u| u.upload_id.clone()).collect();
-            let live = repo.live_s3_upload_ids(&ids).await?;
+            let live: HashSet<String> = repo.live_s3_upload_ids(&ids).await?.into_iter().collect();
             for orphan in batch.iter().filter(|u| !live.contains(&u.upload_id)) {
                 self.uploads.storage().abort_multipart_upload(&orphan.key, &orphan.upload_id).await?;
                 tracing::info!(key = %orphan.key, s3_upload_id = %orphan.upload_id, "aborted orphan multipart upload");

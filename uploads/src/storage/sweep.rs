@@ -25,6 +25,15 @@ pub struct ObjectHash {
 impl Storage {
     /// Every multipart upload in progress under `prefix`, all pages.
     pub async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<OpenMultipartUpload>, StorageError> {
+        self.list_multipart_uploads_paged(prefix, 1000).await
+    }
+
+    /// As [`Self::list_multipart_uploads`], asking S3 for pages of `page_size` (S3's maximum is 1,000).
+    pub async fn list_multipart_uploads_paged(
+        &self,
+        prefix: &str,
+        page_size: i32,
+    ) -> Result<Vec<OpenMultipartUpload>, StorageError> {
         let mut uploads = Vec::new();
         let (mut key_marker, mut upload_id_marker) = (None::<String>, None::<String>);
         loop {
@@ -33,6 +42,7 @@ impl Storage {
                 .list_multipart_uploads()
                 .bucket(&self.bucket)
                 .prefix(prefix)
+                .max_uploads(page_size)
                 .set_key_marker(key_marker.take())
                 .set_upload_id_marker(upload_id_marker.take())
                 .send()
