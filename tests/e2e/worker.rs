@@ -438,3 +438,42 @@ async fn uploads_stuck_in_completing_are_recovered() {
     assert!(recovered.iter().all(|j| j.attempts == 1 && j.last_error.is_none()), "{recovered:?}");
     assert_nothing_left(&app).await;
 }
+
+#[tokio::test]
+async fn a_failing_job_records_its_error_backs_off_and_finally_fails() {
+    let app = TestApp::spawn().await;
+    let data = random_bytes(1000);
+    let id = upload_declared(&app, &data, 5 * MIB, Some(sha256_hex(&data))).await;
+    // The object vanished: hashing it cannot succeed.
+    let s3 = app.storage.client();
+    s3.delete_object().bucket(app.storage.bucket()).key(format!("uploads/{id}")).send().await.unwrap();
+    let worker = worker(&app, |c| {
+        c.jobs.max_attempts = 2;
+        c.jobs.backoff = Duration::from_secs(3600);
+    })
+    .await;
+
+    let outcomes = |reports: Vec<JobReport>| -> Vec<Outcome> {
+        reports.into_iter().filter(|r| r.upload_id == Some(id)).map(|r| r.outcome).collect()
+    };
+    assert_eq!(outcomes(worker.tick().await.unwrap()), [Outcome::Retrying]);
+    let job = job_of(&app, "verify_object", id).await;
+    assert_eq!((job.state.as_str(), job.attempts), ("queued", 1));
+    assert!(job.last_error.as_deref().unwrap_or_default().contains("no such object"), "{job:?}");
+    let backed_off: bool = sqlx::query_scalar("SELECT run_at > now() + interval '59 minutes' FROM jobs WHERE id = $1")
+        .bind(job.id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(backed_off);
+    assert_eq!(outcomes(worker.tick().await.unwrap()), [], "not due before its backoff");
+
+    sqlx::query("UPDATE jobs SET run_at = now() WHERE id = $1").bind(job.id).execute(&app.pool).await.unwrap();
+    assert_eq!(outcomes(worker.tick().await.unwrap()), [Outcome::Failed]);
+    let job = job_of(&app, "verify_object", id).await;
+    assert_eq!((job.state.as_str(), job.attempts, job.lease_owner), ("failed", 2, None));
+    let record = app.state.uploads.repository().find_upload(id).await.unwrap().unwrap();
+    assert_eq!(record.verification_state, Some(VerificationState::Failed));
+    assert!(record.verification_error.unwrap_or_default().contains("no such object"));
+    assert_eq!(app.status(id, false).await["verification"]["state"], "failed");
+}

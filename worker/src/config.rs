@@ -24,12 +24,12 @@ pub struct WorkerConfig {
 #[derive(Debug, Clone, Args)]
 pub struct JobSettings {
     /// How often an idle worker looks for due jobs.
-    #[arg(long, env = "WORKER_POLL_INTERVAL", value_name = "WORKER_POLL_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "WORKER_POLL_INTERVAL", value_name = "WORKER_POLL_INTERVAL", default_value = "2s", value_parser = parse_positive_duration)]
     pub poll_interval: Duration,
 
     /// How long a claimed job is held without renewal; the worker renews it every third of this while the job
     /// runs, so it only runs out when a worker died: then another worker takes the job over.
-    #[arg(long, env = "WORKER_LEASE", value_name = "WORKER_LEASE", default_value = "2m", value_parser = parse_duration)]
+    #[arg(long, env = "WORKER_LEASE", value_name = "WORKER_LEASE", default_value = "2m", value_parser = parse_positive_duration)]
     pub lease: Duration,
 
     /// Jobs one worker runs at once.
@@ -64,6 +64,14 @@ pub struct JobSettings {
     /// Test-only: hold each claimed job this long before running it, so a test can kill a worker mid-job.
     #[arg(long, env = "WORKER_DEBUG_JOB_DELAY", value_name = "WORKER_DEBUG_JOB_DELAY", default_value = "0s", value_parser = parse_duration, hide = true)]
     pub debug_job_delay: Duration,
+}
+
+/// Zero would make an idle worker spin, or a lease renew itself without pause.
+fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    match parse_duration(value)? {
+        Duration::ZERO => Err("must be more than zero".into()),
+        duration => Ok(duration),
+    }
 }
 
 impl JobSettings {
