@@ -50,6 +50,8 @@ CREATE TABLE jobs (
 -- The dequeue: due queued jobs, and running jobs whose worker stopped renewing its lease.
 CREATE INDEX jobs_queued_run_at ON jobs (run_at) WHERE state = 'queued';
 CREATE INDEX jobs_running_lease ON jobs (lease_expires_at) WHERE state = 'running';
+-- The sweep's clean-up of finished jobs past their retention.
+CREATE INDEX jobs_done_finished_at ON jobs (finished_at) WHERE state = 'done';
 
 INSERT INTO jobs (kind) VALUES ('sweep');
 INSERT INTO jobs (kind, upload_id) SELECT 'verify_object', id FROM uploads WHERE state = 'completed';

@@ -45,6 +45,10 @@ pub struct JobSettings {
     #[arg(long, env = "WORKER_RECOVERY_THRESHOLD", value_name = "WORKER_RECOVERY_THRESHOLD", default_value = "15m", value_parser = parse_duration)]
     pub recovery_threshold: Duration,
 
+    /// Done jobs are deleted by the sweep after this long (failed ones are kept).
+    #[arg(long, env = "WORKER_JOB_RETENTION", value_name = "WORKER_JOB_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub job_retention: Duration,
+
     /// Attempts before a job is failed for good (its error stays on the row).
     #[arg(long, env = "WORKER_MAX_ATTEMPTS", value_name = "WORKER_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,

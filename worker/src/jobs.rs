@@ -23,18 +23,20 @@ const LIVE_LOOKUP_BATCH: usize = 1000;
 pub struct SweepReport {
     pub expiries_queued: u64,
     pub recoveries_queued: u64,
+    pub done_jobs_deleted: u64,
     pub multipart_uploads_seen: usize,
     pub orphans_aborted: usize,
 }
 
 impl Worker {
-    /// Queues expiries and completion recoveries, then aborts every multipart upload under our prefix that no
+    /// Queues expiries and completion recoveries, deletes old done jobs, then aborts every multipart upload under our prefix that no
     /// live row owns and that is older than `UPLOAD_TTL` (younger ones may belong to a row being inserted).
     pub(crate) async fn sweep(&self) -> anyhow::Result<SweepReport> {
         let repo = self.uploads.repository();
         let mut report = SweepReport {
             expiries_queued: repo.enqueue_overdue_expiries().await?,
             recoveries_queued: repo.enqueue_stuck_completions(self.settings.recovery_threshold).await?,
+            done_jobs_deleted: repo.delete_done_jobs(self.settings.job_retention).await?,
             ..SweepReport::default()
         };
         let open = self.uploads.storage().list_multipart_uploads(OBJECT_KEY_PREFIX).await?;

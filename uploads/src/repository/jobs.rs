@@ -191,6 +191,18 @@ impl Repository {
         Ok(queued.rows_affected())
     }
 
+    /// Forgets jobs done longer than `retention` ago; returns how many. Safe: a done job is never needed to
+    /// prevent a second run (its upload has moved on), and failed ones stay for an operator.
+    #[tracing::instrument(skip_all)]
+    pub async fn delete_done_jobs(&self, retention: Duration) -> Result<u64, sqlx::Error> {
+        let deleted =
+            sqlx::query("DELETE FROM jobs WHERE state = 'done' AND finished_at < now() - make_interval(secs => $1)")
+                .bind(ttl_seconds(retention))
+                .execute(&self.pool)
+                .await?;
+        Ok(deleted.rows_affected())
+    }
+
     /// Of these S3 multipart upload ids, those a live (`uploading` or `completing`) upload still owns.
     #[tracing::instrument(skip_all, fields(candidates = s3_upload_ids.len()))]
     pub async fn live_s3_upload_ids(&self, s3_upload_ids: &[String]) -> Result<Vec<String>, sqlx::Error> {
