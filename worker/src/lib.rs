@@ -113,7 +113,12 @@ impl Worker {
             }
             tokio::select! {
                 () = &mut shutdown => break,
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(joined) = running.join_next(), if !running.is_empty() => {
+                    if let Err(err) = joined {
+                        // Its lease runs out and another worker (or this one) runs it again.
+                        tracing::error!(error = %err, "job panicked");
+                    }
+                }
                 () = tokio::time::sleep(worker.settings.poll_interval) => {}
             }
         }

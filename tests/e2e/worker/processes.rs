@@ -1,4 +1,4 @@
-//! Workers side by side and as real processes: exactly-once claiming, a SIGKILLed worker's job taken over after
+//! Workers running: the in-process loop, two side by side claiming exactly once, a SIGKILLed worker's job taken over after
 //! its lease, and SIGTERM releasing the job at hand.
 
 use std::collections::HashMap;
@@ -153,5 +153,33 @@ async fn sigterm_releases_the_job_at_hand_and_exits_0() {
     let reports = worker(&app, |_| {}).await.tick().await.unwrap();
     assert!(reports.iter().any(|r| r.upload_id == Some(id) && r.outcome == Outcome::Done), "{reports:?}");
     assert_eq!(app.status(id, false).await["verification"]["state"], "verified");
+    assert_nothing_left(&app).await;
+}
+
+#[tokio::test]
+async fn run_works_through_the_queue_until_shutdown() {
+    let app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let data = random_bytes(10_000);
+        ids.push(upload_declared(&app, &data, 5 * MIB, Some(sha256_hex(&data))).await);
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker(&app, |_| {}).await.run(async move {
+        let _ = stopped.await;
+    }));
+
+    for _ in 0..300 {
+        if jobs(&app).await.iter().filter(|j| j.kind == "verify_object").all(|j| j.state == "done") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), running).await.expect("stops").unwrap();
+
+    for id in ids {
+        assert_eq!(app.status(id, false).await["verification"]["state"], "verified");
+    }
     assert_nothing_left(&app).await;
 }
