@@ -1,5 +1,5 @@
-//! Workers running: the in-process loop, two side by side claiming exactly once, a SIGKILLed worker's job taken over after
-//! its lease, and SIGTERM releasing the job at hand.
+//! Workers running: the in-process loop, two side by side claiming exactly once, a SIGKILLed worker's job
+//! taken over after its lease, and SIGTERM releasing the job at hand.
 
 use std::collections::HashMap;
 use std::process::Stdio;
