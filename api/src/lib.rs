@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
             header::CONTENT_LENGTH,
             header::CONTENT_DISPOSITION,
             REQUEST_ID.clone(),
+            HeaderName::from_static("repr-digest"),
         ])
         .max_age(Duration::from_secs(3600));
 

@@ -6,3 +6,4 @@ mod lifecycle;
 mod openapi;
 mod presigned;
 mod validation;
+mod worker;

@@ -21,6 +21,8 @@ pub struct DownloadableFile {
     pub etag: String,
     /// Whole seconds, as an HTTP-date carries it.
     pub last_modified: DateTime<Utc>,
+    /// RFC 9530 `Repr-Digest` value, once the worker has hashed the object.
+    pub repr_digest: Option<String>,
 }
 
 impl Uploads {
@@ -40,6 +42,7 @@ impl Uploads {
         let last_modified = upload.completed_at.unwrap_or(upload.updated_at).trunc_subsecs(0);
         Ok(DownloadableFile {
             id,
+            repr_digest: upload.repr_digest(),
             size: upload.size as u64,
             object_key: upload.object_key,
             filename: upload.filename,

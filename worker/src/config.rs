@@ -1,7 +1,9 @@
 //! The worker's configuration: the shared sections plus its own schedule.
 
-use clap::Parser;
-use uploads::config::{DatabaseConfig, LogConfig, S3Config, UploadPolicy};
+use std::time::Duration;
+
+use clap::{Args, Parser};
+use uploads::config::{DatabaseConfig, LogConfig, S3Config, UploadPolicy, parse_duration};
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "worker", about = "Resumable upload service: background jobs")]
@@ -14,4 +16,110 @@ pub struct WorkerConfig {
     pub policy: UploadPolicy,
     #[command(flatten)]
     pub log: LogConfig,
+    #[command(flatten)]
+    pub jobs: JobSettings,
+}
+
+/// How the worker claims, runs and retries jobs.
+#[derive(Debug, Clone, Args)]
+pub struct JobSettings {
+    /// How often an idle worker looks for due jobs.
+    #[arg(long, env = "WORKER_POLL_INTERVAL", value_name = "WORKER_POLL_INTERVAL", default_value = "2s", value_parser = parse_positive_duration)]
+    pub poll_interval: Duration,
+
+    /// How long a claimed job is held without renewal; the worker renews it every third of this while the job
+    /// runs, so it only runs out when a worker died: then another worker takes the job over.
+    #[arg(long, env = "WORKER_LEASE", value_name = "WORKER_LEASE", default_value = "2m", value_parser = parse_positive_duration)]
+    pub lease: Duration,
+
+    /// Jobs one worker runs at once.
+    #[arg(long, env = "WORKER_CONCURRENCY", value_name = "WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub concurrency: u32,
+
+    /// How often the sweep runs: it queues expiries and completion recoveries and aborts orphan multipart
+    /// uploads in S3.
+    #[arg(long, env = "WORKER_SWEEP_INTERVAL", value_name = "WORKER_SWEEP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+
+    /// An upload `completing` for longer than this is taken to be abandoned by a dead API process.
+    #[arg(long, env = "WORKER_RECOVERY_THRESHOLD", value_name = "WORKER_RECOVERY_THRESHOLD", default_value = "15m", value_parser = parse_duration)]
+    pub recovery_threshold: Duration,
+
+    /// Done jobs are deleted by the sweep after this long (failed ones are kept).
+    #[arg(long, env = "WORKER_JOB_RETENTION", value_name = "WORKER_JOB_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub job_retention: Duration,
+
+    /// Attempts before a job is failed for good (its error stays on the row).
+    #[arg(long, env = "WORKER_MAX_ATTEMPTS", value_name = "WORKER_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+
+    /// Wait before the first retry; doubled after each failure.
+    #[arg(long, env = "WORKER_BACKOFF", value_name = "WORKER_BACKOFF", default_value = "10s", value_parser = parse_duration)]
+    pub backoff: Duration,
+
+    /// Longest wait between retries.
+    #[arg(long, env = "WORKER_BACKOFF_MAX", value_name = "WORKER_BACKOFF_MAX", default_value = "1h", value_parser = parse_duration)]
+    pub backoff_max: Duration,
+
+    /// On SIGTERM, how long jobs at hand may run on before they are released to other workers.
+    #[arg(long, env = "WORKER_SHUTDOWN_GRACE", value_name = "WORKER_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Test-only: hold each claimed job this long before running it, so a test can kill a worker mid-job.
+    #[arg(long, env = "WORKER_DEBUG_JOB_DELAY", value_name = "WORKER_DEBUG_JOB_DELAY", default_value = "0s", value_parser = parse_duration, hide = true)]
+    pub debug_job_delay: Duration,
+}
+
+/// Zero would make an idle worker spin, or a lease renew itself without pause.
+fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    match parse_duration(value)? {
+        Duration::ZERO => Err("must be more than zero".into()),
+        duration => Ok(duration),
+    }
+}
+
+impl JobSettings {
+    /// The wait before retry number `attempt` (1-based): `backoff * 2^(attempt-1)`, at most `backoff_max`.
+    pub fn backoff_after(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+        self.backoff.saturating_mul(factor).min(self.backoff_max)
+    }
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            jobs: JobSettings,
+        }
+        Defaults::parse_from(["worker"]).jobs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let settings = JobSettings {
+            backoff: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(60),
+            ..JobSettings::default()
+        };
+        assert_eq!(settings.backoff_after(1), Duration::from_secs(10));
+        assert_eq!(settings.backoff_after(2), Duration::from_secs(20));
+        assert_eq!(settings.backoff_after(3), Duration::from_secs(40));
+        assert_eq!(settings.backoff_after(4), Duration::from_secs(60));
+        assert_eq!(settings.backoff_after(400), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn defaults_are_production_values() {
+        let settings = JobSettings::default();
+        assert_eq!(settings.lease, Duration::from_secs(120));
+        assert_eq!(settings.concurrency, 4);
+        assert_eq!(settings.debug_job_delay, Duration::ZERO);
+    }
 }

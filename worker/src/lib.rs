@@ -1,3 +1,217 @@
-//! Background jobs of the resumable upload service.
+//! Background jobs of the resumable upload service: expiry, orphan sweep, whole-object verification and
+//! completion recovery, claimed from the Postgres `jobs` table by any number of worker replicas.
+//!
+//! [`Worker::run`] is the process's loop; [`Worker::tick`] runs what is due once, for tests to drive.
 
 pub mod config;
+mod jobs;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uploads::repository::{ClaimedJob, JobKind, JobState, Lease, Repository};
+use uploads::service::Uploads;
+use uploads::storage::Storage;
+use uuid::Uuid;
+
+use crate::config::{JobSettings, WorkerConfig};
+pub use crate::jobs::SweepReport;
+
+/// What became of one claimed job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Failed; queued again after a backoff.
+    Retrying,
+    /// Failed for the last time; the error stays on the row.
+    Failed,
+    /// Handed back unfinished on shutdown.
+    Released,
+    /// Another worker took the job over (this one's lease ran out).
+    LeaseLost,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobReport {
+    pub id: i64,
+    pub kind: JobKind,
+    pub upload_id: Option<Uuid>,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    uploads: Uploads,
+    settings: JobSettings,
+    lease: Lease,
+}
+
+impl Worker {
+    /// Connects to Postgres (applying migrations) and S3, as the binary does.
+    pub async fn connect(config: &WorkerConfig) -> anyhow::Result<Self> {
+        let pool = uploads::db::connect_and_migrate(&config.database).await?;
+        let storage = Storage::connect(&config.s3).await;
+        let uploads = Uploads::new(Repository::new(pool), storage, config.policy.clone());
+        Ok(Self::new(uploads, config.jobs.clone()))
+    }
+
+    pub fn new(uploads: Uploads, settings: JobSettings) -> Self {
+        let owner = format!("worker-{}-{}", std::process::id(), Uuid::new_v4().simple());
+        let lease = Lease { owner, duration: settings.lease };
+        Self { uploads, settings, lease }
+    }
+
+    /// The name this worker's leases carry (`jobs.lease_owner`).
+    pub fn id(&self) -> &str {
+        &self.lease.owner
+    }
+
+    fn repo(&self) -> &Repository {
+        self.uploads.repository()
+    }
+
+    /// Claims and runs due jobs one after another until none is due (or only jobs it already ran this tick,
+    /// retrying without backoff, are); returns what it ran.
+    pub async fn tick(&self) -> Result<Vec<JobReport>, sqlx::Error> {
+        let never = CancellationToken::new();
+        let mut seen = HashSet::new();
+        let mut reports = Vec::new();
+        while let Some(job) = self.repo().claim_job(&self.lease).await? {
+            if !seen.insert(job.id) {
+                self.repo().release_job(job.id, &self.lease).await?;
+                break;
+            }
+            reports.push(self.process(job, &never).await);
+        }
+        Ok(reports)
+    }
+
+    /// Runs jobs, up to `WORKER_CONCURRENCY` at once, until `shutdown` resolves. Then it claims nothing more,
+    /// lets the jobs at hand finish for up to `WORKER_SHUTDOWN_GRACE`, and releases the rest to other workers.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let worker = Arc::new(self);
+        let stop = CancellationToken::new();
+        let mut running = JoinSet::new();
+        tokio::pin!(shutdown);
+        tracing::info!(worker = worker.id(), settings = ?worker.settings, "worker started");
+        loop {
+            while running.len() < worker.settings.concurrency as usize {
+                match worker.repo().claim_job(&worker.lease).await {
+                    Ok(Some(job)) => {
+                        let (worker, stop) = (worker.clone(), stop.clone());
+                        running.spawn(async move { worker.process(job, &stop).await });
+                    }
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot claim jobs");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(joined) = running.join_next(), if !running.is_empty() => {
+                    if let Err(err) = joined {
+                        // Its lease runs out and another worker (or this one) runs it again.
+                        tracing::error!(error = %err, "job panicked");
+                    }
+                }
+                () = tokio::time::sleep(worker.settings.poll_interval) => {}
+            }
+        }
+        tracing::info!(jobs_at_hand = running.len(), "shutting down: claiming no more jobs");
+        let grace = tokio::time::sleep(worker.settings.shutdown_grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = running.join_next() => if next.is_none() { break },
+                () = &mut grace => {
+                    stop.cancel();
+                    while running.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+        tracing::info!("worker stopped");
+    }
+
+    /// Runs one claimed job under its lease (renewed meanwhile) and records the outcome.
+    async fn process(&self, job: ClaimedJob, stop: &CancellationToken) -> JobReport {
+        let span = tracing::info_span!("job", job_id = job.id, kind = ?job.kind, upload_id = ?job.upload_id, attempt = job.attempts);
+        let outcome = tracing::Instrument::instrument(self.process_leased(&job, stop), span).await;
+        JobReport { id: job.id, kind: job.kind, upload_id: job.upload_id, outcome }
+    }
+
+    async fn process_leased(&self, job: &ClaimedJob, stop: &CancellationToken) -> Outcome {
+        let work = self.execute(job);
+        tokio::pin!(work);
+        let renew_every = self.lease.duration / 3;
+        let result = loop {
+            tokio::select! {
+                result = &mut work => break result,
+                () = stop.cancelled() => {
+                    return match self.repo().release_job(job.id, &self.lease).await {
+                        Ok(_) => Outcome::Released,
+                        // The lease runs out and another worker takes the job: released all the same.
+                        Err(err) => { tracing::warn!(error = %err, "cannot release job"); Outcome::Released }
+                    };
+                }
+                () = tokio::time::sleep(renew_every) => match self.repo().renew_lease(job.id, &self.lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("lease lost: another worker has the job");
+                        return Outcome::LeaseLost;
+                    }
+                    Err(err) => tracing::warn!(error = %err, "cannot renew lease"),
+                },
+            }
+        };
+        match self.record(job, result).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                // The lease runs out and the job runs again: every job is idempotent.
+                tracing::warn!(error = %err, "cannot record the job's outcome");
+                Outcome::LeaseLost
+            }
+        }
+    }
+
+    async fn execute(&self, job: &ClaimedJob) -> anyhow::Result<()> {
+        if !self.settings.debug_job_delay.is_zero() {
+            tokio::time::sleep(self.settings.debug_job_delay).await;
+        }
+        let upload_id = || job.upload_id.ok_or_else(|| anyhow::anyhow!("{:?} job without an upload", job.kind));
+        match job.kind {
+            JobKind::Sweep => self.sweep().await.map(|_| ()),
+            JobKind::ExpireUpload => self.expire(upload_id()?).await,
+            JobKind::VerifyObject => self.verify(upload_id()?).await,
+            JobKind::RecoverCompletion => self.recover(upload_id()?).await,
+        }
+    }
+
+    async fn record(&self, job: &ClaimedJob, result: anyhow::Result<()>) -> Result<Outcome, sqlx::Error> {
+        let repo = self.repo();
+        let recorded = match result {
+            Ok(()) if job.kind == JobKind::Sweep => {
+                repo.reschedule_job(job.id, &self.lease, self.settings.sweep_interval).await?.then_some(Outcome::Done)
+            }
+            Ok(()) => repo.complete_job(job.id, &self.lease).await?.then_some(Outcome::Done),
+            Err(err) => {
+                let error = format!("{err:#}");
+                // The sweep recurs whatever happens: it never gives up.
+                let last = job.kind != JobKind::Sweep && job.attempts as u32 >= self.settings.max_attempts;
+                let retry_after = (!last).then(|| self.settings.backoff_after(job.attempts as u32));
+                tracing::warn!(error = %error, last, ?retry_after, "job failed");
+                let state = repo.fail_job(job.id, &self.lease, &error, retry_after).await?;
+                if let (Some(JobState::Failed), JobKind::VerifyObject, Some(id)) = (state, job.kind, job.upload_id) {
+                    repo.fail_verification(id, &error).await?;
+                }
+                state.map(|s| if s == JobState::Failed { Outcome::Failed } else { Outcome::Retrying })
+            }
+        };
+        Ok(recorded.unwrap_or(Outcome::LeaseLost))
+    }
+}

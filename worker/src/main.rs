@@ -1,18 +1,16 @@
+use worker::Worker;
 use worker::config::WorkerConfig;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let config: WorkerConfig = uploads::config::load();
     uploads::telemetry::init(config.log.log_format);
-    let _pool = match uploads::db::connect_and_migrate(&config.database).await {
-        Ok(pool) => pool,
+    let worker = match Worker::connect(&config).await {
+        Ok(worker) => worker,
         Err(err) => {
             eprintln!("startup failed: {err:#}");
             std::process::exit(1);
         }
     };
-    tracing::info!("worker started");
-    uploads::telemetry::shutdown_signal().await;
-    tracing::info!("worker stopped");
-    Ok(())
+    worker.run(uploads::telemetry::shutdown_signal()).await;
 }

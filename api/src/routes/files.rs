@@ -53,6 +53,9 @@ pub async fn download(
     response
 }
 
+/// RFC 9530: the SHA-256 of the whole file, so a client can check what it assembled from ranges.
+static REPR_DIGEST: HeaderName = HeaderName::from_static("repr-digest");
+
 async fn respond(
     state: &AppState,
     method: &Method,
@@ -83,6 +86,9 @@ async fn respond(
     common.insert(header::LAST_MODIFIED, header_value(&httpdate::fmt_http_date(last_modified)));
     common.insert(header::CACHE_CONTROL, cache_control.clone());
     common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(digest) = &file.repr_digest {
+        common.insert(REPR_DIGEST.clone(), header_value(digest));
+    }
 
     let (if_match, if_none_match) =
         (joined_value(headers, &header::IF_MATCH), joined_value(headers, &header::IF_NONE_MATCH));

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uploads::domain::{IndexRanges, Sha256Digest, UploadState};
+use uploads::domain::{IndexRanges, Sha256Digest, UploadState, VerificationState};
 use uploads::repository::UploadRecord;
 use uploads::service::{ChunkUrl, CreateUpload, UploadStatus};
 use uuid::Uuid;
@@ -205,6 +205,33 @@ pub struct StatusBody {
     sha256: Option<Sha256Digest>,
     #[serde(skip_serializing_if = "Option::is_none")]
     download_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verification: Option<VerificationBody>,
+}
+
+/// The worker's whole-object check of a completed upload.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationBody {
+    state: VerificationState,
+    /// The object's SHA-256 as hashed from S3's bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<Sha256Digest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    declared_sha256: Option<Sha256Digest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified_at: Option<DateTime<Utc>>,
+}
+
+impl VerificationBody {
+    fn of(upload: &UploadRecord) -> Option<Self> {
+        Some(Self {
+            state: upload.verification_state?,
+            sha256: upload.object_sha256(),
+            declared_sha256: upload.declared_sha256(),
+            verified_at: upload.verified_at,
+        })
+    }
 }
 
 fn status_body(state: &AppState, status: UploadStatus) -> StatusBody {
@@ -214,6 +241,7 @@ fn status_body(state: &AppState, status: UploadStatus) -> StatusBody {
         upload_id: upload.id,
         state: upload.state,
         sha256: upload.declared_sha256(),
+        verification: VerificationBody::of(&upload),
         filename: upload.filename,
         content_type: upload.content_type,
         size: upload.size,

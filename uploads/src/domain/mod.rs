@@ -4,8 +4,10 @@ mod chunk_plan;
 mod index_ranges;
 mod sha256;
 mod state;
+mod verification;
 
 pub use chunk_plan::{ChunkPlan, ChunkPlanError, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE};
 pub use index_ranges::IndexRanges;
 pub use sha256::{Sha256Digest, Sha256ParseError};
 pub use state::UploadState;
+pub use verification::VerificationState;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::domain::{ChunkPlan, IndexRanges, Sha256Digest, UploadState};
+use crate::domain::{ChunkPlan, IndexRanges, Sha256Digest, UploadState, VerificationState};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct UploadRecord {
@@ -28,6 +28,11 @@ pub struct UploadRecord {
     pub updated_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// `None` until completed; then set by the worker's verification job.
+    pub verification_state: Option<VerificationState>,
+    pub object_sha256: Option<Vec<u8>>,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub verification_error: Option<String>,
 }
 
 impl UploadRecord {
@@ -37,6 +42,16 @@ impl UploadRecord {
 
     pub fn declared_sha256(&self) -> Option<Sha256Digest> {
         self.declared_sha256.as_deref().and_then(Sha256Digest::from_slice)
+    }
+
+    /// The object's SHA-256 as the worker computed it from S3's bytes.
+    pub fn object_sha256(&self) -> Option<Sha256Digest> {
+        self.object_sha256.as_deref().and_then(Sha256Digest::from_slice)
+    }
+
+    /// The `Repr-Digest` header value (RFC 9530) for a download, once the object's digest is known.
+    pub fn repr_digest(&self) -> Option<String> {
+        self.object_sha256().map(|digest| format!("sha-256=:{}:", digest.to_base64()))
     }
 
     /// Past its deadline, whether or not the worker has marked it yet.
@@ -82,7 +97,8 @@ pub struct VerifiedChunk {
 macro_rules! upload_columns {
     () => {
         "id, owner, state, filename, content_type, size, chunk_size, total_chunks, metadata, \
-         declared_sha256, object_key, s3_upload_id, etag, created_at, updated_at, expires_at, completed_at"
+         declared_sha256, object_key, s3_upload_id, etag, created_at, updated_at, expires_at, completed_at, \
+         verification_state, object_sha256, verified_at, verification_error"
     };
 }
 
@@ -99,6 +115,9 @@ macro_rules! transition_sql {
         )
     };
 }
+
+mod jobs;
+pub use jobs::{ClaimedJob, JobKind, JobState, Lease};
 
 fn ttl_seconds(ttl: Duration) -> f64 {
     ttl.as_secs_f64()
@@ -311,14 +330,26 @@ impl Repository {
         self.transition(transition_sql!("state = 'uploading'", "state = 'completing'"), id).await
     }
 
-    /// `completing -> completed` with the object's ETag.
+    /// `completing -> completed` with the object's ETag, enqueueing its verification in the same statement
+    /// (so in the same transaction): no completed object goes unverified, whoever completed it.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
     pub async fn finish_completion(&self, id: Uuid, etag: &str) -> Result<Option<UploadRecord>, sqlx::Error> {
-        sqlx::query_as(transition_sql!("state = 'completed', etag = $2, completed_at = now()", "state = 'completing'"))
-            .bind(id)
-            .bind(etag)
-            .fetch_optional(&self.pool)
-            .await
+        sqlx::query_as(concat!(
+            "WITH completed AS (",
+            transition_sql!(
+                "state = 'completed', etag = $2, completed_at = now(), verification_state = 'pending'",
+                "state = 'completing'"
+            ),
+            "), queued AS ( \
+                 INSERT INTO jobs (kind, upload_id) SELECT 'verify_object', id FROM completed \
+                 ON CONFLICT (kind, upload_id) DO NOTHING \
+             ) \
+             SELECT * FROM completed"
+        ))
+        .bind(id)
+        .bind(etag)
+        .fetch_optional(&self.pool)
+        .await
     }
 
     /// `uploading -> aborted`, while the upload is live: one past its deadline is expired (410) like
@@ -326,6 +357,12 @@ impl Repository {
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
     pub async fn abort(&self, id: Uuid) -> Result<Option<UploadRecord>, sqlx::Error> {
         self.transition(transition_sql!("state = 'aborted'", "state = 'uploading' AND expires_at > now()"), id).await
+    }
+
+    /// `uploading -> expired`, only once its deadline has passed (activity may have refreshed it).
+    #[tracing::instrument(skip_all, fields(upload_id = %id))]
+    pub async fn expire(&self, id: Uuid) -> Result<Option<UploadRecord>, sqlx::Error> {
+        self.transition(transition_sql!("state = 'expired'", "state = 'uploading' AND expires_at <= now()"), id).await
     }
 
     async fn transition(&self, sql: &'static str, id: Uuid) -> Result<Option<UploadRecord>, sqlx::Error> {

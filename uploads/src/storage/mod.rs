@@ -16,6 +16,9 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPa
 use aws_smithy_http_client::tls;
 use chrono::{DateTime, Utc};
 
+mod sweep;
+pub use sweep::{ObjectHash, OpenMultipartUpload};
+
 use crate::config::S3Config;
 use crate::domain::Sha256Digest;
 

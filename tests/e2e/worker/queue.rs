@@ -1,0 +1,265 @@
+//! Each job's effect: expiry, the orphan sweep, verification, completion recovery, failures and retention.
+
+use std::time::Duration;
+
+use e2e::{TestApp, random_bytes, sha256_hex};
+use reqwest::StatusCode;
+use serde_json::json;
+use uploads::domain::{Sha256Digest, UploadState, VerificationState};
+use uploads::repository::JobKind;
+use uuid::Uuid;
+use worker::{JobReport, Outcome};
+
+use super::*;
+
+#[tokio::test]
+async fn an_idle_upload_past_its_ttl_is_aborted_in_s3_and_expired() {
+    let app = TestApp::spawn().await;
+    let data = random_bytes(5 * MIB + 1000);
+    let idle = upload_chunks(&app, &data, 5 * MIB, 1).await;
+    let live = upload_chunks(&app, &data, 5 * MIB, 1).await;
+    assert_eq!(app.s3_multipart_uploads().await.len(), 2);
+    // Idle past its deadline, as if UPLOAD_TTL had gone by without a request.
+    sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(idle)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let reports = worker(&app, |_| {}).await.tick().await.unwrap();
+
+    let kinds: Vec<_> = reports.iter().map(|r| (r.kind, r.outcome)).collect();
+    assert_eq!(kinds, [(JobKind::Sweep, Outcome::Done), (JobKind::ExpireUpload, Outcome::Done)]);
+    assert_eq!(upload_state(&app, idle).await, UploadState::Expired);
+    assert_eq!(upload_state(&app, live).await, UploadState::Uploading);
+    assert_eq!(app.s3_multipart_uploads().await, [s3_upload_id(&app, live).await]);
+    let response = app.get(&format!("/v1/uploads/{idle}")).await;
+    assert_eq!(response.status(), StatusCode::GONE);
+    assert_eq!(job_of(&app, "expire_upload", idle).await.attempts, 1);
+    assert_nothing_left(&app).await;
+
+    // Once the live one goes idle too, S3 lists no multipart upload at all.
+    sqlx::query("UPDATE uploads SET expires_at = now() WHERE id = $1").bind(live).execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE jobs SET run_at = now() WHERE kind = 'sweep'").execute(&app.pool).await.unwrap();
+    worker(&app, |_| {}).await.tick().await.unwrap();
+    assert_eq!(upload_state(&app, live).await, UploadState::Expired);
+    assert!(app.s3_multipart_uploads().await.is_empty());
+}
+
+#[tokio::test]
+async fn the_sweep_aborts_orphan_multipart_uploads_older_than_the_ttl() {
+    let app = TestApp::spawn().await;
+    let storage = app.storage.clone();
+    let data = random_bytes(5 * MIB + 10);
+    let live = upload_chunks(&app, &data, 5 * MIB, 1).await;
+    // A row whose own S3 abort failed: aborted in the database, still open in S3.
+    let dead_row = upload_chunks(&app, &data, 5 * MIB, 1).await;
+    sqlx::query("UPDATE uploads SET state = 'aborted' WHERE id = $1").bind(dead_row).execute(&app.pool).await.unwrap();
+    let orphan_key = format!("uploads/{}", Uuid::now_v7());
+    let orphan = storage.create_multipart_upload(&orphan_key, "application/octet-stream").await.unwrap();
+    let foreign = storage.create_multipart_upload("elsewhere/file", "application/octet-stream").await.unwrap();
+    // Older than the worker's UPLOAD_TTL (3 s); S3 reports initiation times to the second.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let young_key = format!("uploads/{}", Uuid::now_v7());
+    let young = storage.create_multipart_upload(&young_key, "application/octet-stream").await.unwrap();
+    let mut before = app.s3_multipart_uploads().await;
+    before.sort();
+    assert_eq!(before.len(), 5);
+
+    let sweeper = worker(&app, |c| c.policy.upload_ttl = Duration::from_secs(3)).await;
+    let reports = sweeper.tick().await.unwrap();
+
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let mut left = app.s3_multipart_uploads().await;
+    left.sort();
+    let mut expected = vec![s3_upload_id(&app, live).await, foreign.clone(), young.clone()];
+    expected.sort();
+    assert_eq!(left, expected, "orphan {orphan} and the aborted row's upload must be gone");
+    assert_eq!(upload_state(&app, live).await, UploadState::Uploading);
+    for (key, id) in [("elsewhere/file", &foreign), (young_key.as_str(), &young)] {
+        storage.abort_multipart_upload(key, id).await.unwrap();
+    }
+    assert_nothing_left(&app).await;
+}
+
+#[tokio::test]
+async fn listing_multipart_uploads_follows_every_page() {
+    let app = TestApp::spawn().await;
+    let mut created = Vec::new();
+    for n in 0..5 {
+        // Two uploads of one key too: S3 pages by key and upload id.
+        let key = format!("uploads/{}", n % 4);
+        created.push(app.storage.create_multipart_upload(&key, "application/octet-stream").await.unwrap());
+    }
+    app.storage.create_multipart_upload("elsewhere/x", "application/octet-stream").await.unwrap();
+
+    let listed = app.storage.list_multipart_uploads_paged("uploads/", 2).await.unwrap();
+
+    let mut listed: Vec<String> = listed.into_iter().map(|u| u.upload_id).collect();
+    listed.sort();
+    created.sort();
+    assert_eq!(listed, created);
+}
+
+#[tokio::test]
+async fn verification_records_verified_corrupt_and_computed_digests() {
+    let app = TestApp::spawn().await;
+    let data = random_bytes(5 * MIB + 4321);
+    let digest = sha256_hex(&data);
+    let wrong = sha256_hex(b"something else");
+    let good = upload_declared(&app, &data, 5 * MIB, Some(digest.clone())).await;
+    let corrupt = upload_declared(&app, &data, 5 * MIB, Some(wrong.clone())).await;
+    let undeclared = upload_declared(&app, &data[..1000], 5 * MIB, None).await;
+    assert_eq!(app.status(good, false).await["verification"], json!({ "state": "pending", "declaredSha256": digest }));
+
+    let reports = worker(&app, |_| {}).await.tick().await.unwrap();
+    assert!(reports.iter().all(|r| r.outcome == Outcome::Done), "{reports:?}");
+
+    let status = app.status(good, false).await;
+    assert_eq!(status["verification"]["state"], "verified");
+    assert_eq!(status["verification"]["sha256"], digest.as_str());
+    assert_eq!(status["verification"]["declaredSha256"], digest.as_str());
+    assert!(status["verification"]["verifiedAt"].is_string(), "{status}");
+
+    let status = app.status(corrupt, false).await;
+    assert_eq!(status["verification"]["state"], "corrupt");
+    assert_eq!(status["verification"]["sha256"], digest.as_str());
+    assert_eq!(status["verification"]["declaredSha256"], wrong.as_str());
+
+    let status = app.status(undeclared, false).await;
+    assert_eq!(status["verification"]["state"], "computed");
+    assert_eq!(status["verification"]["sha256"], sha256_hex(&data[..1000]).as_str());
+    assert!(status["verification"].get("declaredSha256").is_none(), "{status}");
+
+    let record = app.state.uploads.repository().find_upload(good).await.unwrap().unwrap();
+    assert_eq!(record.verification_state, Some(VerificationState::Verified));
+    let base64 = Sha256Digest::parse_hex(&digest).unwrap().to_base64();
+    assert_eq!(record.repr_digest(), Some(format!("sha-256=:{base64}:")));
+    // Downloads offer the digest the worker computed (RFC 9530), on whole and ranged answers alike.
+    for range in [None, Some("bytes=0-9")] {
+        let mut request = app.http.get(app.url(&format!("/v1/files/{good}")));
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        let response = request.send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        assert_eq!(response.headers()["repr-digest"], format!("sha-256=:{base64}:").as_str());
+    }
+    for id in [good, corrupt, undeclared] {
+        assert_eq!(job_of(&app, "verify_object", id).await.attempts, 1);
+    }
+    assert_nothing_left(&app).await;
+}
+
+/// As if the API died between S3 and the database: `completing`, untouched for longer than the threshold.
+async fn strand_in_completing(app: &TestApp, id: Uuid) {
+    sqlx::query("UPDATE uploads SET state = 'completing', updated_at = now() - interval '2 minutes' WHERE id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn uploads_stuck_in_completing_are_recovered() {
+    let app = TestApp::spawn().await;
+    let data = random_bytes(5 * MIB + 777);
+    // S3 never heard of the completion.
+    let not_stitched = upload_chunks(&app, &data, 5 * MIB, 2).await;
+    strand_in_completing(&app, not_stitched).await;
+    // S3 assembled the object, the database never heard of it.
+    let stitched = upload_chunks(&app, &data, 5 * MIB, 2).await;
+    strand_in_completing(&app, stitched).await;
+    let record = app.state.uploads.repository().find_upload(stitched).await.unwrap().unwrap();
+    app.state.uploads.stitch(&record).await.unwrap();
+    assert!(!app.s3_multipart_uploads().await.contains(&s3_upload_id(&app, stitched).await));
+    // A chunk never arrived: cannot complete, back to uploading so the client can send it.
+    let incomplete = upload_chunks(&app, &data, 5 * MIB, 1).await;
+    strand_in_completing(&app, incomplete).await;
+    // Completing right now (a live API is on it): not the worker's business yet.
+    let in_progress = upload_chunks(&app, &data, 5 * MIB, 2).await;
+    sqlx::query("UPDATE uploads SET state = 'completing' WHERE id = $1")
+        .bind(in_progress)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let reports = worker(&app, |_| {}).await.tick().await.unwrap();
+    assert!(reports.iter().all(|r| r.outcome == Outcome::Done), "{reports:?}");
+
+    for id in [not_stitched, stitched] {
+        let status = app.status(id, false).await;
+        assert_eq!(status["state"], "completed", "{status}");
+        assert_eq!(status["verification"]["state"], "computed", "{status}");
+        assert_eq!(status["verification"]["sha256"], sha256_hex(&data).as_str());
+        assert_eq!(app.object_bytes(id).await, data);
+    }
+    assert_eq!(upload_state(&app, incomplete).await, UploadState::Uploading);
+    assert_eq!(app.status(incomplete, false).await["missingChunks"], json!([[1, 1]]));
+    assert_eq!(upload_state(&app, in_progress).await, UploadState::Completing);
+    let recovered: Vec<_> = jobs(&app).await.into_iter().filter(|j| j.kind == "recover_completion").collect();
+    assert_eq!(recovered.len(), 3, "{recovered:?}");
+    assert!(recovered.iter().all(|j| j.attempts == 1 && j.last_error.is_none()), "{recovered:?}");
+    assert_nothing_left(&app).await;
+}
+
+#[tokio::test]
+async fn a_failing_job_records_its_error_backs_off_and_finally_fails() {
+    let app = TestApp::spawn().await;
+    let data = random_bytes(1000);
+    let id = upload_declared(&app, &data, 5 * MIB, Some(sha256_hex(&data))).await;
+    // The object vanished: hashing it cannot succeed.
+    let s3 = app.storage.client();
+    s3.delete_object().bucket(app.storage.bucket()).key(format!("uploads/{id}")).send().await.unwrap();
+    let worker = worker(&app, |c| {
+        c.jobs.max_attempts = 2;
+        c.jobs.backoff = Duration::from_secs(3600);
+    })
+    .await;
+
+    let outcomes = |reports: Vec<JobReport>| -> Vec<Outcome> {
+        reports.into_iter().filter(|r| r.upload_id == Some(id)).map(|r| r.outcome).collect()
+    };
+    assert_eq!(outcomes(worker.tick().await.unwrap()), [Outcome::Retrying]);
+    let job = job_of(&app, "verify_object", id).await;
+    assert_eq!((job.state.as_str(), job.attempts), ("queued", 1));
+    assert!(job.last_error.as_deref().unwrap_or_default().contains("no such object"), "{job:?}");
+    let backed_off: bool = sqlx::query_scalar("SELECT run_at > now() + interval '59 minutes' FROM jobs WHERE id = $1")
+        .bind(job.id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(backed_off);
+    assert_eq!(outcomes(worker.tick().await.unwrap()), [], "not due before its backoff");
+
+    sqlx::query("UPDATE jobs SET run_at = now() WHERE id = $1").bind(job.id).execute(&app.pool).await.unwrap();
+    assert_eq!(outcomes(worker.tick().await.unwrap()), [Outcome::Failed]);
+    let job = job_of(&app, "verify_object", id).await;
+    assert_eq!((job.state.as_str(), job.attempts, job.lease_owner), ("failed", 2, None));
+    let record = app.state.uploads.repository().find_upload(id).await.unwrap().unwrap();
+    assert_eq!(record.verification_state, Some(VerificationState::Failed));
+    assert!(record.verification_error.unwrap_or_default().contains("no such object"));
+    assert_eq!(app.status(id, false).await["verification"]["state"], "failed");
+}
+
+#[tokio::test]
+async fn the_sweep_deletes_done_jobs_past_their_retention_and_keeps_the_rest() {
+    let app = TestApp::spawn().await;
+    let (old, recent) = (random_bytes(100), random_bytes(200));
+    let old = upload_declared(&app, &old, 5 * MIB, None).await;
+    let recent = upload_declared(&app, &recent, 5 * MIB, None).await;
+    let worker = worker(&app, |c| c.jobs.job_retention = Duration::from_secs(86_400)).await;
+    worker.tick().await.unwrap();
+    sqlx::query("UPDATE jobs SET finished_at = now() - interval '2 days' WHERE upload_id = $1")
+        .bind(old)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET run_at = now() WHERE kind = 'sweep'").execute(&app.pool).await.unwrap();
+
+    worker.tick().await.unwrap();
+
+    let left: Vec<(String, Option<Uuid>)> = jobs(&app).await.into_iter().map(|j| (j.kind, j.upload_id)).collect();
+    assert_eq!(left, [("sweep".to_string(), None), ("verify_object".to_string(), Some(recent))]);
+    assert_eq!(app.status(old, false).await["verification"]["state"], "computed");
+}

@@ -1,0 +1,252 @@
+//! The worker's queue: jobs claimed with `FOR UPDATE SKIP LOCKED` under a lease that the worker renews while
+//! it runs the job, so N workers never run a job at once and a dead worker's job is claimed again once its
+//! lease runs out. Also the statements the jobs make on uploads.
+
+use std::time::Duration;
+
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{Repository, UploadRecord, ttl_seconds};
+use crate::domain::{Sha256Digest, VerificationState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "job_kind", rename_all = "snake_case")]
+pub enum JobKind {
+    /// Recurring: enqueues expiries and recoveries, aborts orphan multipart uploads in S3.
+    Sweep,
+    ExpireUpload,
+    VerifyObject,
+    RecoverCompletion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "job_state", rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    /// Attempts exhausted; kept with its last error.
+    Failed,
+}
+
+/// A job this worker holds the lease on.
+#[derive(Debug, Clone, FromRow)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub kind: JobKind,
+    pub upload_id: Option<Uuid>,
+    /// This claim included.
+    pub attempts: i32,
+}
+
+/// Who holds a job, and for how long each claim or renewal holds it.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub duration: Duration,
+}
+
+impl Repository {
+    /// Claims the most overdue job: a queued one whose time has come, or a running one whose worker stopped
+    /// renewing its lease. Concurrent claimers skip each other's locked rows instead of waiting.
+    #[tracing::instrument(skip_all)]
+    pub async fn claim_job(&self, lease: &Lease) -> Result<Option<ClaimedJob>, sqlx::Error> {
+        sqlx::query_as(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, \
+                 lease_expires_at = now() + make_interval(secs => $2), updated_at = now() \
+             WHERE id = ( \
+                 SELECT id FROM jobs \
+                 WHERE (state = 'queued' AND run_at <= now()) OR (state = 'running' AND lease_expires_at <= now()) \
+                 ORDER BY LEAST(run_at, lease_expires_at) \
+                 LIMIT 1 \
+                 FOR UPDATE SKIP LOCKED \
+             ) \
+             RETURNING id, kind, upload_id, attempts",
+        )
+        .bind(&lease.owner)
+        .bind(ttl_seconds(lease.duration))
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Extends the lease; `false` when another worker took the job over (this one must stop).
+    #[tracing::instrument(skip_all, fields(job_id = id))]
+    pub async fn renew_lease(&self, id: i64, lease: &Lease) -> Result<bool, sqlx::Error> {
+        let renewed = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now() \
+             WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(&lease.owner)
+        .bind(ttl_seconds(lease.duration))
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    /// The job is done; `false` when the lease was lost meanwhile (the job is idempotent, so no harm).
+    #[tracing::instrument(skip_all, fields(job_id = id))]
+    pub async fn complete_job(&self, id: i64, lease: &Lease) -> Result<bool, sqlx::Error> {
+        self.while_leased(
+            "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), \
+                 updated_at = now() \
+             WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+            id,
+            lease,
+        )
+        .await
+    }
+
+    /// A recurring job ran: queue it again for `after` from now, its attempts reset.
+    #[tracing::instrument(skip_all, fields(job_id = id))]
+    pub async fn reschedule_job(&self, id: i64, lease: &Lease, after: Duration) -> Result<bool, sqlx::Error> {
+        let queued = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = now() + make_interval(secs => $3), \
+                 lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now() \
+             WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(&lease.owner)
+        .bind(ttl_seconds(after))
+        .execute(&self.pool)
+        .await?;
+        Ok(queued.rows_affected() == 1)
+    }
+
+    /// Records the error; the job runs again after `retry_after`, or with `None` it is failed for good.
+    /// Returns the job's new state, or `None` when the lease was lost meanwhile.
+    #[tracing::instrument(skip_all, fields(job_id = id))]
+    pub async fn fail_job(
+        &self,
+        id: i64,
+        lease: &Lease,
+        error: &str,
+        retry_after: Option<Duration>,
+    ) -> Result<Option<JobState>, sqlx::Error> {
+        sqlx::query_scalar(
+            "UPDATE jobs SET \
+                 state = CASE WHEN $4::float8 IS NULL THEN 'failed'::job_state ELSE 'queued'::job_state END, \
+                 run_at = CASE WHEN $4::float8 IS NULL THEN run_at ELSE now() + make_interval(secs => $4) END, \
+                 finished_at = CASE WHEN $4::float8 IS NULL THEN now() END, \
+                 last_error = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+             WHERE id = $1 AND state = 'running' AND lease_owner = $2 \
+             RETURNING state",
+        )
+        .bind(id)
+        .bind(&lease.owner)
+        .bind(error)
+        .bind(retry_after.map(ttl_seconds))
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Hands the job back unfinished (shutdown): claimable at once, and the claim does not count as an attempt.
+    #[tracing::instrument(skip_all, fields(job_id = id))]
+    pub async fn release_job(&self, id: i64, lease: &Lease) -> Result<bool, sqlx::Error> {
+        self.while_leased(
+            "UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0), lease_owner = NULL, \
+                 lease_expires_at = NULL, updated_at = now() \
+             WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+            id,
+            lease,
+        )
+        .await
+    }
+
+    /// Runs a job update guarded by `lease_owner = $2`; `true` when this worker still held the job.
+    async fn while_leased(&self, sql: &'static str, id: i64, lease: &Lease) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query(sql).bind(id).bind(&lease.owner).execute(&self.pool).await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Queues an expiry for every live upload past its deadline; returns how many were queued.
+    #[tracing::instrument(skip_all)]
+    pub async fn enqueue_overdue_expiries(&self) -> Result<u64, sqlx::Error> {
+        let queued = sqlx::query(
+            "INSERT INTO jobs (kind, upload_id) \
+             SELECT 'expire_upload', id FROM uploads WHERE state = 'uploading' AND expires_at <= now() \
+             ON CONFLICT (kind, upload_id) DO NOTHING",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(queued.rows_affected())
+    }
+
+    /// Queues a recovery for every upload `completing` for longer than `threshold`. An upload stuck again after
+    /// an earlier recovery finished gets its job queued again.
+    #[tracing::instrument(skip_all)]
+    pub async fn enqueue_stuck_completions(&self, threshold: Duration) -> Result<u64, sqlx::Error> {
+        let queued = sqlx::query(
+            "INSERT INTO jobs (kind, upload_id) \
+             SELECT 'recover_completion', id FROM uploads \
+             WHERE state = 'completing' AND updated_at <= now() - make_interval(secs => $1) \
+             ON CONFLICT (kind, upload_id) DO UPDATE SET \
+                 state = 'queued', attempts = 0, run_at = now(), finished_at = NULL, updated_at = now() \
+             WHERE jobs.state = 'done'",
+        )
+        .bind(ttl_seconds(threshold))
+        .execute(&self.pool)
+        .await?;
+        Ok(queued.rows_affected())
+    }
+
+    /// Forgets jobs done longer than `retention` ago; returns how many. Safe: a done job is never needed to
+    /// prevent a second run (its upload has moved on), and failed ones stay for an operator.
+    #[tracing::instrument(skip_all)]
+    pub async fn delete_done_jobs(&self, retention: Duration) -> Result<u64, sqlx::Error> {
+        let deleted =
+            sqlx::query("DELETE FROM jobs WHERE state = 'done' AND finished_at < now() - make_interval(secs => $1)")
+                .bind(ttl_seconds(retention))
+                .execute(&self.pool)
+                .await?;
+        Ok(deleted.rows_affected())
+    }
+
+    /// Of these S3 multipart upload ids, those a live (`uploading` or `completing`) upload still owns.
+    #[tracing::instrument(skip_all, fields(candidates = s3_upload_ids.len()))]
+    pub async fn live_s3_upload_ids(&self, s3_upload_ids: &[String]) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT s3_upload_id FROM uploads \
+             WHERE s3_upload_id = ANY($1) AND state IN ('uploading', 'completing')",
+        )
+        .bind(s3_upload_ids)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Records the hash of a completed object and what it means. `None` unless the upload is completed.
+    #[tracing::instrument(skip_all, fields(upload_id = %id, ?outcome))]
+    pub async fn record_verification(
+        &self,
+        id: Uuid,
+        outcome: VerificationState,
+        object_sha256: &Sha256Digest,
+    ) -> Result<Option<UploadRecord>, sqlx::Error> {
+        sqlx::query_as(concat!(
+            "UPDATE uploads SET verification_state = $2, object_sha256 = $3, verified_at = now(), \
+                 verification_error = NULL, updated_at = now() \
+             WHERE id = $1 AND state = 'completed' RETURNING ",
+            upload_columns!()
+        ))
+        .bind(id)
+        .bind(outcome)
+        .bind(object_sha256.as_bytes().as_slice())
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// The worker gave up hashing the object: say so on the upload, unless a result is already recorded.
+    #[tracing::instrument(skip_all, fields(upload_id = %id))]
+    pub async fn fail_verification(&self, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE uploads SET verification_state = 'failed', verification_error = $2, updated_at = now() \
+             WHERE id = $1 AND state = 'completed' AND verification_state = 'pending'",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+}
