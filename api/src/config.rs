@@ -4,19 +4,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use uploads::config::{DatabaseConfig, LogConfig, S3Config, UploadPolicy, parse_bind_addr, parse_duration};
+use uploads::config::{ServiceConfig, parse_bind_addr, parse_duration};
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "api", about = "Resumable upload service: HTTP API")]
 pub struct ApiConfig {
     #[command(flatten)]
-    pub database: DatabaseConfig,
-    #[command(flatten)]
-    pub s3: S3Config,
-    #[command(flatten)]
-    pub policy: UploadPolicy,
-    #[command(flatten)]
-    pub log: LogConfig,
+    pub service: ServiceConfig,
     #[command(flatten)]
     pub downloads: DownloadConfig,
 

@@ -19,9 +19,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use uploads::repository::Repository;
 use uploads::service::Uploads;
-use uploads::storage::Storage;
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
@@ -33,10 +31,8 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Connects to Postgres (applying migrations) and S3, and builds the state every handler shares.
 pub async fn build_state(config: &ApiConfig) -> anyhow::Result<AppState> {
-    let pool = uploads::db::connect_and_migrate(&config.database).await?;
-    let storage = Storage::connect(&config.s3).await;
     Ok(AppState {
-        uploads: Uploads::new(Repository::new(pool), storage, config.policy.clone()),
+        uploads: Uploads::connect(&config.service).await?,
         public_base_url: Arc::from(config.public_base_url()),
         downloads: download::Downloads::new(&config.downloads)?,
     })

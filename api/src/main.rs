@@ -5,7 +5,7 @@ use tokio::sync::watch;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config: ApiConfig = uploads::config::load();
-    uploads::telemetry::init(config.log.log_format);
+    uploads::telemetry::init(config.service.log.log_format);
     let state = match api::build_state(&config).await {
         Ok(state) => state,
         Err(err) => {

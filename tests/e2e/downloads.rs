@@ -254,7 +254,7 @@ async fn conditional_requests_304_412_and_if_range() {
 
 #[tokio::test]
 async fn unknown_unfinished_aborted_and_expired_uploads() {
-    let app = TestApp::spawn_with(|c| c.policy.upload_ttl = std::time::Duration::from_secs(2)).await;
+    let app = TestApp::spawn_with(|c| c.service.policy.upload_ttl = std::time::Duration::from_secs(2)).await;
     let unknown = fetch(&app, Uuid::now_v7(), &[]).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(unknown).await, "upload_not_found");

@@ -101,7 +101,7 @@ async fn s3_rejects_a_tampered_url_or_a_missing_checksum_header() {
 
 #[tokio::test]
 async fn s3_rejects_an_expired_url() {
-    let app = TestApp::spawn_with(|config| config.policy.presign_ttl = Duration::from_secs(1)).await;
+    let app = TestApp::spawn_with(|config| config.service.policy.presign_ttl = Duration::from_secs(1)).await;
     let chunk = random_bytes(1000);
     let id = app.create_upload(1000, None).await;
     let response =

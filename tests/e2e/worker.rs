@@ -9,7 +9,6 @@ use std::time::Duration;
 use e2e::TestApp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use uploads::config::{LogConfig, LogFormat};
 use uploads::domain::UploadState;
 use uuid::Uuid;
 use worker::Worker;
@@ -19,10 +18,7 @@ const MIB: usize = 1024 * 1024;
 
 fn worker_config(app: &TestApp) -> WorkerConfig {
     WorkerConfig {
-        database: app.config.database.clone(),
-        s3: app.config.s3.clone(),
-        policy: app.config.policy.clone(),
-        log: LogConfig { log_format: LogFormat::Pretty },
+        service: app.config.service.clone(),
         jobs: JobSettings {
             poll_interval: Duration::from_millis(100),
             lease: Duration::from_secs(5),

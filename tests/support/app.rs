@@ -6,7 +6,7 @@ use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
 use tokio::sync::oneshot;
-use uploads::config::{DatabaseConfig, LogConfig, LogFormat, S3Config, UploadPolicy};
+use uploads::config::{DatabaseConfig, LogConfig, LogFormat, S3Config, ServiceConfig, UploadPolicy};
 use uploads::storage::Storage;
 use uuid::Uuid;
 
@@ -99,21 +99,23 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let mut config = ApiConfig {
-            database: DatabaseConfig { database_url, database_max_connections: 10 },
-            s3: env.s3_config(bucket),
-            policy: UploadPolicy {
-                presign_ttl: Duration::from_secs(900),
-                upload_ttl: Duration::from_secs(86_400),
-                max_upload_size: 5 * 1024 * 1024 * 1024 * 1024,
+            service: ServiceConfig {
+                database: DatabaseConfig { database_url, database_max_connections: 10 },
+                s3: env.s3_config(bucket),
+                policy: UploadPolicy {
+                    presign_ttl: Duration::from_secs(900),
+                    upload_ttl: Duration::from_secs(86_400),
+                    max_upload_size: 5 * 1024 * 1024 * 1024 * 1024,
+                },
+                log: LogConfig { log_format: LogFormat::Pretty },
             },
-            log: LogConfig { log_format: LogFormat::Pretty },
             downloads: DownloadConfig::default(),
             bind_addr: addr,
             public_base_url: Some(format!("http://{addr}")),
             shutdown_grace: Duration::from_secs(5),
         };
         tweak(&mut config);
-        let storage = env.fresh_bucket(&config.s3).await;
+        let storage = env.fresh_bucket(&config.service.s3).await;
         let state = api::build_state(&config).await.expect("api state");
         let pool = state.uploads.repository().pool().clone();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -8,6 +8,19 @@ use std::time::Duration;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, ValueEnum};
 
+/// What both binaries need: the database, the bucket, the upload rules and logging.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub s3: S3Config,
+    #[command(flatten)]
+    pub policy: UploadPolicy,
+    #[command(flatten)]
+    pub log: LogConfig,
+}
+
 /// Where the database lives.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::config::UploadPolicy;
+use crate::config::{ServiceConfig, UploadPolicy};
 use crate::domain::{ChunkPlan, ChunkPlanError, IndexRanges, Sha256Digest, UploadState};
 use crate::repository::{ChunkRecord, NewUpload, Repository, UploadRecord, VerifiedChunk};
 use crate::storage::{PartToComplete, PresignedRequest, Storage, StorageError};
@@ -106,6 +106,13 @@ pub struct Uploads {
 impl Uploads {
     pub fn new(repo: Repository, storage: Storage, policy: UploadPolicy) -> Self {
         Self { repo, storage, policy }
+    }
+
+    /// Connects to Postgres (applying pending migrations) and S3, as each binary does at startup.
+    pub async fn connect(config: &ServiceConfig) -> anyhow::Result<Self> {
+        let pool = crate::db::connect_and_migrate(&config.database).await?;
+        let storage = Storage::connect(&config.s3).await;
+        Ok(Self::new(Repository::new(pool), storage, config.policy.clone()))
     }
 
     pub fn repository(&self) -> &Repository {

@@ -3,19 +3,13 @@
 use std::time::Duration;
 
 use clap::{Args, Parser};
-use uploads::config::{DatabaseConfig, LogConfig, S3Config, UploadPolicy, parse_duration};
+use uploads::config::{ServiceConfig, parse_duration};
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "worker", about = "Resumable upload service: background jobs")]
 pub struct WorkerConfig {
     #[command(flatten)]
-    pub database: DatabaseConfig,
-    #[command(flatten)]
-    pub s3: S3Config,
-    #[command(flatten)]
-    pub policy: UploadPolicy,
-    #[command(flatten)]
-    pub log: LogConfig,
+    pub service: ServiceConfig,
     #[command(flatten)]
     pub jobs: JobSettings,
 }

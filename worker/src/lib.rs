@@ -14,7 +14,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uploads::repository::{ClaimedJob, JobKind, JobState, Lease, Repository};
 use uploads::service::Uploads;
-use uploads::storage::Storage;
 use uuid::Uuid;
 
 use crate::config::{JobSettings, WorkerConfig};
@@ -52,10 +51,7 @@ pub struct Worker {
 impl Worker {
     /// Connects to Postgres (applying migrations) and S3, as the binary does.
     pub async fn connect(config: &WorkerConfig) -> anyhow::Result<Self> {
-        let pool = uploads::db::connect_and_migrate(&config.database).await?;
-        let storage = Storage::connect(&config.s3).await;
-        let uploads = Uploads::new(Repository::new(pool), storage, config.policy.clone());
-        Ok(Self::new(uploads, config.jobs.clone()))
+        Ok(Self::new(Uploads::connect(&config.service).await?, config.jobs.clone()))
     }
 
     pub fn new(uploads: Uploads, settings: JobSettings) -> Self {

@@ -4,7 +4,7 @@ use worker::config::WorkerConfig;
 #[tokio::main]
 async fn main() {
     let config: WorkerConfig = uploads::config::load();
-    uploads::telemetry::init(config.log.log_format);
+    uploads::telemetry::init(config.service.log.log_format);
     let worker = match Worker::connect(&config).await {
         Ok(worker) => worker,
         Err(err) => {

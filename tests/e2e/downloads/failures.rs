@@ -88,7 +88,7 @@ async fn s3_failures_before_the_first_byte_are_502_503_and_504() {
 /// refused connection take a while: a short first-byte timeout would turn that 503 into a 504.
 async fn via_other_s3(app: &TestApp, id: Uuid, endpoint: &str, first_byte_timeout_secs: u64) -> Response {
     let mut config = app.config.clone();
-    config.s3.s3_endpoint = Some(endpoint.to_string());
+    config.service.s3.s3_endpoint = Some(endpoint.to_string());
     config.downloads.s3_first_byte_timeout = std::time::Duration::from_secs(first_byte_timeout_secs);
     let state = api::build_state(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -74,9 +74,9 @@ async fn two_workers_at_once_run_every_job_exactly_once() {
 
 /// The real `worker` binary on this test's database and bucket, holding every job it claims for an hour.
 fn spawn_worker_process(app: &TestApp, lease: &str) -> tokio::process::Child {
-    let s3 = &app.config.s3;
+    let s3 = &app.config.service.s3;
     tokio::process::Command::new(workspace_bin("worker"))
-        .env("DATABASE_URL", &app.config.database.database_url)
+        .env("DATABASE_URL", &app.config.service.database.database_url)
         .env("S3_ENDPOINT", s3.s3_endpoint.as_deref().unwrap())
         .env("S3_REGION", &s3.s3_region)
         .env("S3_BUCKET", &s3.s3_bucket)

@@ -66,7 +66,7 @@ async fn the_sweep_aborts_orphan_multipart_uploads_older_than_the_ttl() {
     before.sort();
     assert_eq!(before.len(), 5);
 
-    let sweeper = worker(&app, |c| c.policy.upload_ttl = Duration::from_secs(3)).await;
+    let sweeper = worker(&app, |c| c.service.policy.upload_ttl = Duration::from_secs(3)).await;
     let reports = sweeper.tick().await.unwrap();
 
     assert_eq!(reports.len(), 1, "{reports:?}");
