@@ -1,5 +1,7 @@
 //! The `upl` binary as a user runs it, against the in-process API, real Postgres and LocalStack.
 
+mod download;
+
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -10,23 +12,23 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use uuid::Uuid;
 
-const MIB: usize = 1024 * 1024;
+pub(crate) const MIB: usize = 1024 * 1024;
 
 /// A scratch directory (files, state dir, downloads) removed when the test ends well.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("upl-e2e-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 
-    fn write(&self, name: &str, data: &[u8]) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, data: &[u8]) -> PathBuf {
         let path = self.path(name);
         std::fs::write(&path, data).unwrap();
         path
@@ -42,7 +44,7 @@ impl Drop for Scratch {
 }
 
 /// `upl` aimed at one app, with its own state directory.
-fn upl(app: &TestApp, scratch: &Scratch, args: &[&str]) -> tokio::process::Command {
+pub(crate) fn upl(app: &TestApp, scratch: &Scratch, args: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(workspace_bin("upl"));
     command
         .args(args)
@@ -55,15 +57,15 @@ fn upl(app: &TestApp, scratch: &Scratch, args: &[&str]) -> tokio::process::Comma
     command
 }
 
-async fn run(mut command: tokio::process::Command) -> Output {
+pub(crate) async fn run(mut command: tokio::process::Command) -> Output {
     command.output().await.expect("run upl")
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn json_out(output: &Output) -> Value {
+pub(crate) fn json_out(output: &Output) -> Value {
     assert!(output.status.success(), "upl failed: {:?}\n{}", output.status, text(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)))
 }
