@@ -30,8 +30,10 @@ pub struct DownloadReport {
     pub upload_id: Uuid,
     pub path: PathBuf,
     pub size: u64,
-    /// Bytes already in the `.part` file that this run kept (0 when it started from scratch).
+    /// Bytes of an earlier run's `.part` file that this run kept (0 when it started from scratch).
     pub resumed_from: u64,
+    /// The object changed since the `.part` file was begun (412), so it was started over.
+    pub restarted: bool,
     /// Whether a SHA-256 was known and matched.
     pub verified: bool,
 }
@@ -60,7 +62,7 @@ pub async fn run(
     let part = part_path(&output);
     let server = api.base().to_string();
     let mut saved = store.load_download(&server, &part).filter(|s| s.upload_id == id);
-    let resumed_from = match &saved {
+    let mut resumed_from = match &saved {
         Some(_) => std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0),
         None => 0,
     };
@@ -86,6 +88,7 @@ pub async fn run(
             Fetch::Done => break,
             Fetch::Changed if restarts < MAX_RESTARTS => {
                 restarts += 1;
+                resumed_from = 0;
                 ui.note(Some(&bar), "upl: the file changed on the server since this download began; starting over");
                 saved = None;
                 store.remove_download(&server, &part);
@@ -113,7 +116,14 @@ pub async fn run(
     };
     std::fs::rename(&part, &output).map_err(CliError::io(format!("cannot rename {} into place", part.display())))?;
     store.remove_download(&server, &part);
-    Ok(DownloadReport { upload_id: id, path: output, size: status.size, resumed_from, verified })
+    Ok(DownloadReport {
+        upload_id: id,
+        path: output,
+        size: status.size,
+        resumed_from,
+        restarted: restarts > 0,
+        verified,
+    })
 }
 
 /// One GET: from scratch, or the rest of the `.part` file on the condition that the object is unchanged.

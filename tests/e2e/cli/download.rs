@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use e2e::{TestApp, random_bytes};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{MIB, Scratch, json_out, run, text, upl};
@@ -74,20 +75,29 @@ async fn cli_resumes_a_download_cut_halfway() {
 }
 
 #[tokio::test]
-async fn cli_download_never_keeps_bytes_of_an_object_that_changed() {
+async fn cli_download_starts_over_when_the_etag_no_longer_matches() {
     let app = TestApp::spawn().await;
     let scratch = Scratch::new();
     let data = random_bytes(12 * MIB);
-    let id = upload(&app, &scratch, "swapped.bin", &data).await;
+    let id = upload(&app, &scratch, "changed.bin", &data).await;
     download_then_kill(&app, &scratch, id, "out.bin", 2 * MIB as u64).await;
 
-    // Replace the object behind the service's back: its ETag changes, so If-Match fails (412) and the
-    // client starts over; the new bytes then fail the declared SHA-256.
-    let other = random_bytes(data.len());
-    let s3 = app.storage.client();
-    s3.put_object().bucket(app.storage.bucket()).key(format!("uploads/{id}")).body(other.into()).send().await.unwrap();
+    // As if the object had changed since the .part file was begun: the ETag the client saw is not the
+    // current one, so If-Match fails (412) and the client must not append other bytes to its .part file.
+    let state = std::fs::read_dir(scratch.path("state"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.file_name().unwrap().to_string_lossy().starts_with("download-"))
+        .expect("a download state file");
+    let mut saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    saved["etag"] = json!("\"not-the-current-etag\"");
+    std::fs::write(&state, serde_json::to_vec(&saved).unwrap()).unwrap();
 
-    let output = run(upl(&app, &scratch, &["download", &id.to_string(), "-o", "out.bin"])).await;
-    assert_eq!(output.status.code(), Some(6), "{}", text(&output.stderr));
-    assert!(!scratch.path("out.bin").exists() && !scratch.path("out.bin.part").exists());
+    let output = run(upl(&app, &scratch, &["download", &id.to_string(), "-o", "out.bin", "--json"])).await;
+    let report = json_out(&output);
+    assert_eq!(report["restarted"], true, "{}", text(&output.stderr));
+    assert_eq!(report["resumedFrom"], 0);
+    assert_eq!(report["verified"], true);
+    assert!(text(&output.stderr).contains("changed on the server"), "{}", text(&output.stderr));
+    assert!(std::fs::read(scratch.path("out.bin")).unwrap() == data);
 }
