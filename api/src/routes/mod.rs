@@ -1,2 +1,3 @@
 pub mod health;
 pub mod uploads;
+pub mod web;
