@@ -14,9 +14,16 @@ await report(browser, async () => {
   page.on('console', (msg) => { if (msg.type() === 'error') consoleErrors.push(msg.text()); });
   const toS3 = (url) => url.startsWith(s3Endpoint);
 
+  // Held requests never reach S3: the reload cancels them in the browser. (Unrouting first would let
+  // Playwright continue them, and S3 would get those chunks after all.)
   let putsBeforeReload = 0;
+  let released = false;
+  const held = [];
   await page.route((url) => toS3(url.href), (route) => {
-    if (route.request().method() === 'PUT' && ++putsBeforeReload > hold) return; // held: never answered
+    if (!released && route.request().method() === 'PUT' && ++putsBeforeReload > hold) {
+      held.push(route);
+      return;
+    }
     route.continue();
   });
 
@@ -27,10 +34,15 @@ await report(browser, async () => {
   const beforeReload = await page.textContent('#progress-text');
   const chunksBeforeReload = Number(await page.getAttribute('#progress', 'data-done'));
 
-  await page.unrouteAll({ behavior: 'ignoreErrors' });
   let putsAfterReload = 0;
-  page.on('request', (request) => { if (request.method() === 'PUT' && toS3(request.url())) putsAfterReload++; });
+  let reloaded = false;
+  page.on('request', (request) => {
+    if (reloaded && request.method() === 'PUT' && toS3(request.url())) putsAfterReload++;
+  });
   await page.reload();
+  reloaded = true;
+  released = true;
+  for (const route of held) await route.abort().catch(() => {});
   await page.waitForSelector('#resume:not([hidden])');
   await page.waitForFunction(() => document.querySelector('#resume-text').textContent.includes('already received'));
   const resumeText = await page.textContent('#resume-text');
