@@ -21,6 +21,8 @@ pub mod exit {
     pub const UNAVAILABLE: u8 = 5;
     /// A downloaded file does not match the SHA-256 the service knows.
     pub const DIGEST_MISMATCH: u8 = 6;
+    /// Ctrl-C (128 + SIGINT, as shells report it).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -30,7 +30,8 @@ Exit codes:
   3  the file changed since the interrupted upload started (see --restart), or while it was sent
   4  the service refused (unknown, aborted, expired or unfinished upload; invalid request)
   5  the service or S3 stayed unreachable or failing after every retry
-  6  a download did not match the SHA-256 the service knows";
+  6  a download did not match the SHA-256 the service knows
+  130 interrupted (Ctrl-C); run the same command again to resume";
 
 #[derive(Debug, Parser)]
 #[command(name = "upl", version, about = "Resumable uploads to, and downloads from, the upload service", after_help = EXIT_CODES)]
@@ -95,7 +96,15 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    match run(cli).await {
+    let result = tokio::select! {
+        result = run(cli) => result,
+        _ = tokio::signal::ctrl_c() => {
+            // Everything needed to resume is already on disk: the state file is written before any chunk.
+            eprintln!("\nupl: interrupted; run the same command again to continue where it stopped");
+            return ExitCode::from(exit::INTERRUPTED);
+        }
+    };
+    match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
             eprintln!("upl: {err}");
