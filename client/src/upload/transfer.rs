@@ -1,6 +1,6 @@
 //! Sends chunks straight to S3 through presigned URLs, several at once, and reports each to the service.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -45,7 +45,7 @@ pub struct Transfer<'a> {
 struct UrlQueue {
     pending: VecDeque<(u32, String)>,
     ready: VecDeque<ChunkUrl>,
-    digests: std::collections::HashMap<u32, String>,
+    digests: HashMap<u32, String>,
 }
 
 enum PutError {
