@@ -135,6 +135,12 @@ async fn cli_uploads_a_multi_chunk_file_byte_identical() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(stdout.contains("upload id:") && stdout.contains("/v1/files/"), "{stdout}");
+
+    // A zero-byte file is one empty object.
+    let empty = scratch.write("empty.bin", b"");
+    let report = json_out(&run(upl(&app, &scratch, &["upload", empty.to_str().unwrap(), "--json"])).await);
+    assert_eq!(report["totalChunks"], 0);
+    assert!(app.object_bytes(report["uploadId"].as_str().unwrap().parse().unwrap()).await.is_empty());
 }
 
 #[tokio::test]
