@@ -1,9 +1,11 @@
 //! End-to-end tests: one binary, one module per area.
 
+mod cli;
 mod downloads;
 mod foundation;
 mod lifecycle;
 mod openapi;
 mod presigned;
 mod validation;
+mod web;
 mod worker;
