@@ -313,7 +313,7 @@ impl Storage {
                     parts_count: multipart_etag_parts(&etag),
                     etag,
                     size: out.content_length.unwrap_or(0) as u64,
-                    last_modified: out.last_modified.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                    last_modified: out.last_modified.as_ref().and_then(utc),
                 }))
             }
             Err(err) => match StorageError::from(err) {
@@ -322,6 +322,11 @@ impl Storage {
             },
         }
     }
+}
+
+/// S3's timestamps as chrono's, for the repository and the API.
+pub(crate) fn utc(time: &aws_sdk_s3::primitives::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(time.secs(), time.subsec_nanos())
 }
 
 /// A multipart object's ETag is `"<md5 of the part md5s>-<part count>"`.

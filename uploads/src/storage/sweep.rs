@@ -52,7 +52,7 @@ impl Storage {
                 uploads.push(OpenMultipartUpload {
                     key: key.to_string(),
                     upload_id: upload_id.to_string(),
-                    initiated: upload.initiated().and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                    initiated: upload.initiated().and_then(super::utc),
                 });
             }
             if out.is_truncated() != Some(true) {
