@@ -7,6 +7,7 @@ use reqwest::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use uploads::storage::PartToComplete;
 use uuid::Uuid;
 
 use crate::TestApp;
@@ -120,6 +121,19 @@ impl TestApp {
         let out =
             self.storage.client().get_object().bucket(self.storage.bucket()).key(format!("uploads/{id}")).send().await;
         out.expect("get object").body.collect().await.expect("body").into_bytes().to_vec()
+    }
+
+    /// Assembles the upload's object in S3 from every part S3 holds, behind the service's back: what an API
+    /// process that died between CompleteMultipartUpload and the database update leaves behind.
+    pub async fn assemble_in_s3_behind_the_service(&self, id: Uuid) {
+        let upload = self.state.uploads.repository().find_upload(id).await.expect("find").expect("upload");
+        let s3_upload_id = upload.s3_upload_id.expect("a multipart upload");
+        let parts = self.storage.list_parts(&upload.object_key, &s3_upload_id).await.expect("list parts");
+        let parts: Vec<PartToComplete> = parts
+            .into_iter()
+            .map(|p| PartToComplete { part_number: p.part_number, etag: p.etag, sha256: p.sha256.expect("checksum") })
+            .collect();
+        self.storage.complete_multipart_upload(&upload.object_key, &s3_upload_id, &parts).await.expect("complete");
     }
 
     /// Multipart uploads S3 still holds in this test's bucket.

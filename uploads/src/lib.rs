@@ -3,7 +3,6 @@
 pub mod config;
 pub mod db;
 pub mod domain;
-pub mod downloads;
 pub mod repository;
 pub mod service;
 pub mod storage;

@@ -1,10 +1,10 @@
-//! Background jobs of the resumable upload service: expiry, orphan sweep, whole-object verification and
-//! completion recovery, claimed from the Postgres `jobs` table by any number of worker replicas.
+//! The job runner of the resumable upload service: claims due jobs from the Postgres `jobs` table (any number
+//! of replicas), holds their lease, dispatches each to its body in [`uploads::service::Uploads`], and records
+//! the outcome. The job bodies (sweep, expiry, verification, completion recovery) live with the service.
 //!
 //! [`Worker::run`] is the process's loop; [`Worker::tick`] runs what is due once, for tests to drive.
 
 pub mod config;
-mod jobs;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -13,11 +13,19 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uploads::repository::{ClaimedJob, JobKind, JobState, Lease, Repository};
-use uploads::service::Uploads;
+use uploads::service::{SweepSettings, UploadError, Uploads};
 use uuid::Uuid;
 
 use crate::config::{JobSettings, WorkerConfig};
-pub use crate::jobs::SweepReport;
+
+/// Why a job failed: its body's error, or a job row that makes no sense.
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error("{0:?} job without an upload")]
+    NoUpload(JobKind),
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+}
 
 /// What became of one claimed job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,20 +183,31 @@ impl Worker {
         }
     }
 
-    async fn execute(&self, job: &ClaimedJob) -> anyhow::Result<()> {
+    /// Dispatches the job to its body in the service.
+    async fn execute(&self, job: &ClaimedJob) -> Result<(), JobError> {
         if !self.settings.debug_job_delay.is_zero() {
             tokio::time::sleep(self.settings.debug_job_delay).await;
         }
-        let upload_id = || job.upload_id.ok_or_else(|| anyhow::anyhow!("{:?} job without an upload", job.kind));
+        let upload_id = || job.upload_id.ok_or(JobError::NoUpload(job.kind));
+        let uploads = &self.uploads;
         match job.kind {
-            JobKind::Sweep => self.sweep().await.map(|_| ()),
-            JobKind::ExpireUpload => self.expire(upload_id()?).await,
-            JobKind::VerifyObject => self.verify(upload_id()?).await,
-            JobKind::RecoverCompletion => self.recover(upload_id()?).await,
+            JobKind::Sweep => {
+                let settings = SweepSettings {
+                    recovery_threshold: self.settings.recovery_threshold,
+                    job_retention: self.settings.job_retention,
+                };
+                uploads.sweep(settings).await?;
+            }
+            JobKind::ExpireUpload => uploads.expire(upload_id()?).await?,
+            JobKind::VerifyObject => uploads.verify_object(upload_id()?).await?,
+            JobKind::RecoverCompletion => {
+                uploads.recover_completion(upload_id()?, self.settings.recovery_threshold).await?;
+            }
         }
+        Ok(())
     }
 
-    async fn record(&self, job: &ClaimedJob, result: anyhow::Result<()>) -> Result<Outcome, sqlx::Error> {
+    async fn record(&self, job: &ClaimedJob, result: Result<(), JobError>) -> Result<Outcome, sqlx::Error> {
         let repo = self.repo();
         let recorded = match result {
             Ok(()) if job.kind == JobKind::Sweep => {
@@ -202,8 +221,10 @@ impl Worker {
                 let retry_after = (!last).then(|| self.settings.backoff_after(job.attempts as u32));
                 tracing::warn!(error = %error, last, ?retry_after, "job failed");
                 let state = repo.fail_job(job.id, &self.lease, &error, retry_after).await?;
-                if let (Some(JobState::Failed), JobKind::VerifyObject, Some(id)) = (state, job.kind, job.upload_id) {
-                    repo.fail_verification(id, &error).await?;
+                if let (Some(JobState::Failed), JobKind::VerifyObject, Some(id)) = (state, job.kind, job.upload_id)
+                    && let Err(err) = self.uploads.give_up_verification(id, &error).await
+                {
+                    tracing::warn!(error = %err, "cannot record the failed verification");
                 }
                 state.map(|s| if s == JobState::Failed { Outcome::Failed } else { Outcome::Retrying })
             }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
-use uploads::downloads::DownloadableFile;
+use uploads::service::DownloadableFile;
 use uploads::service::Uploads;
 use uploads::storage::{ObjectRange, ObjectStream, PresignedGet};
 use uuid::Uuid;

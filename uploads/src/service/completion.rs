@@ -1,4 +1,5 @@
-//! Completion: `uploading -> completing -> completed`, with S3's ListParts as the truth.
+//! Completion: `uploading -> completing -> completed`, with S3's ListParts as the truth, whether a client's
+//! `complete` or the worker's recovery of a completion an API process left half done drives it.
 
 use std::time::Duration;
 
@@ -12,6 +13,15 @@ use crate::storage::{PartToComplete, StorageError};
 
 /// How long a second `complete` waits for a concurrent one before answering 409.
 const COMPLETION_WAIT: Duration = Duration::from_secs(60);
+
+/// What a completion does with its upload when S3 or Postgres fails in a way a retry may mend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterTransientFailure {
+    /// The API's client is told and may complete again at once.
+    ReturnToUploading,
+    /// The worker's recovery runs again after a backoff.
+    StayCompleting,
+}
 
 impl Uploads {
     /// Stitches the chunks into the object. Idempotent: completing a completed upload returns it again.
@@ -38,21 +48,49 @@ impl Uploads {
                 }
             }
         };
+        self.settle(upload, AfterTransientFailure::ReturnToUploading).await
+    }
+
+    /// Finishes a completion an API process left in `completing` for longer than `threshold` (it died): the
+    /// object is assembled, or found already assembled; when S3 definitively cannot, the upload goes back to
+    /// `uploading` so the client can resend. A transient failure leaves it `completing` for the next attempt.
+    #[tracing::instrument(skip_all, fields(upload_id = %id))]
+    pub async fn recover_completion(&self, id: Uuid, threshold: Duration) -> Result<(), UploadError> {
+        let Some(upload) = self.repo.find_upload(id).await? else { return Ok(()) };
+        let stuck = upload.state == UploadState::Completing && upload.updated_at <= Utc::now() - threshold;
+        if !stuck {
+            return Ok(());
+        }
+        match self.settle(upload, AfterTransientFailure::StayCompleting).await {
+            Ok(_) => tracing::info!("interrupted completion finished"),
+            Err(err) if err.is_definitive_refusal() => {
+                tracing::warn!(error = %err, "interrupted completion cannot finish: uploading again");
+            }
+            Err(err) => return Err(err),
+        }
+        Ok(())
+    }
+
+    /// The one road from `completing`: stitch, then `completed`, or back to `uploading` when S3 definitively
+    /// refuses (or, for `ReturnToUploading`, on any failure).
+    async fn settle(&self, upload: UploadRecord, after: AfterTransientFailure) -> Result<UploadRecord, UploadError> {
+        let id = upload.id;
         match self.stitch(&upload).await {
             Ok(etag) => match self.repo.finish_completion(id, &etag).await? {
                 Some(completed) => Ok(completed),
                 None => self.repo.find_upload(id).await?.ok_or(UploadError::NotFound),
             },
             Err(err) => {
-                self.repo.abandon_completion(id).await?;
+                if err.is_definitive_refusal() || after == AfterTransientFailure::ReturnToUploading {
+                    self.repo.abandon_completion(id).await?;
+                }
                 Err(err)
             }
         }
     }
 
     /// Calls S3 to assemble the object from the parts it verifiably holds; returns the object's ETag.
-    /// Public for the worker, which finishes completions an API process left half done.
-    pub async fn stitch(&self, upload: &UploadRecord) -> Result<String, UploadError> {
+    async fn stitch(&self, upload: &UploadRecord) -> Result<String, UploadError> {
         let Some(s3_upload_id) = upload.s3_upload_id.as_deref() else {
             return Ok(self.storage.put_empty_object(&upload.object_key, &upload.content_type).await?);
         };

@@ -1,4 +1,5 @@
-//! The upload lifecycle: the operations the API offers, over the repository (Postgres) and storage (S3).
+//! The upload lifecycle: every transition of an upload has its one home here, whether the API or a worker job
+//! asks for it, over the repository (Postgres) and storage (S3).
 
 use std::collections::HashSet;
 
@@ -11,7 +12,14 @@ use crate::repository::{ChunkRecord, NewUpload, Repository, UploadRecord};
 use crate::storage::{PresignedRequest, Storage, StorageError};
 
 mod completion;
+mod downloads;
+mod retirement;
+mod sweep;
 mod validation;
+mod verification;
+
+pub use downloads::DownloadableFile;
+pub use sweep::{SweepReport, SweepSettings};
 
 use validation::{invalid, parse_sha256, validate_content_type, validate_etag, validate_filename, validate_metadata};
 
@@ -133,7 +141,7 @@ impl Uploads {
         let plan = ChunkPlan::new(request.size, request.chunk_size, self.policy.max_upload_size)?;
 
         let id = Uuid::now_v7();
-        let object_key = format!("uploads/{id}");
+        let object_key = format!("{}{id}", sweep::OBJECT_KEY_PREFIX);
         let s3_upload_id = if plan.total_chunks() == 0 {
             None
         } else {
@@ -246,20 +254,6 @@ impl Uploads {
         Ok(UploadStatus { upload, received, missing, received_bytes })
     }
 
-    /// Aborts the S3 multipart upload and marks the upload aborted.
-    #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn abort(&self, id: Uuid) -> Result<(), UploadError> {
-        let Some(upload) = self.repo.abort(id).await? else {
-            return Err(self.explain_refusal(id, None).await);
-        };
-        if let Some(s3_upload_id) = &upload.s3_upload_id {
-            // Marked aborted first so no completion can start; should S3 fail here, the worker's sweep
-            // aborts multipart uploads whose rows are no longer live.
-            self.storage.abort_multipart_upload(&upload.object_key, s3_upload_id).await?;
-        }
-        Ok(())
-    }
-
     /// Why a guarded change on a live upload matched nothing: unknown, gone, not uploading, or an index
     /// out of range. `NotUploading(Uploading)` means the upload is live and the cause lies elsewhere.
     async fn explain_refusal(&self, id: Uuid, index: Option<u32>) -> UploadError {
@@ -280,6 +274,18 @@ impl Uploads {
             }
             _ => UploadError::NotUploading(UploadState::Uploading),
         }
+    }
+}
+
+impl UploadError {
+    /// S3 does not hold the parts (or the object) a completion needs: a retry would only repeat the refusal.
+    pub fn is_definitive_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::ChunksMissing { .. }
+                | Self::PartMismatch { .. }
+                | Self::Storage(StorageError::NoSuchUpload | StorageError::InvalidPart(_))
+        )
     }
 }
 

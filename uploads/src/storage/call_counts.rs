@@ -13,15 +13,17 @@ pub enum S3Operation {
     CompleteMultipartUpload,
     AbortMultipartUpload,
     PutEmptyObject,
+    DeleteObject,
 }
 
 impl S3Operation {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::CreateMultipartUpload,
         Self::ListParts,
         Self::CompleteMultipartUpload,
         Self::AbortMultipartUpload,
         Self::PutEmptyObject,
+        Self::DeleteObject,
     ];
 
     fn slot(self) -> usize {

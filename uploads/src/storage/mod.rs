@@ -16,15 +16,15 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPa
 use aws_smithy_http_client::tls;
 use chrono::{DateTime, Utc};
 
-mod sweep;
-pub use sweep::{ObjectHash, OpenMultipartUpload};
+mod listing;
+pub use listing::OpenMultipartUpload;
 
 use crate::config::S3Config;
 use crate::domain::Sha256Digest;
 
 mod objects;
 pub use call_counts::{S3CallCounts, S3Operation};
-pub use objects::{ObjectRange, ObjectStream, PresignedGet};
+pub use objects::{ObjectHash, ObjectRange, ObjectStream, PresignedGet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

@@ -1,4 +1,5 @@
-//! Reading finished objects: ranged, conditional GetObject streamed as it arrives, and presigned GETs.
+//! Finished objects: ranged, conditional GetObject streamed as it arrives, presigned GETs, hashing a whole
+//! object as a stream (objects reach 5 TiB: never in memory), and deleting one.
 
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
@@ -7,8 +8,10 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::Stream;
+use sha2::Digest;
 
 use super::{PresignedRequest, Storage, StorageError};
+use crate::domain::Sha256Digest;
 
 /// An object's bytes as S3 sends them, chunk by chunk; nothing is buffered beyond the chunk in hand.
 /// Dropping it closes the S3 connection, which is how a client's disconnect cancels the read.
@@ -19,6 +22,13 @@ pub type ObjectStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send
 pub struct ObjectRange {
     pub first: u64,
     pub last: u64,
+}
+
+/// A whole object's SHA-256 and the number of bytes hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectHash {
+    pub sha256: Sha256Digest,
+    pub size: u64,
 }
 
 /// Options of a presigned GET, signed into the URL so S3 answers with the headers the API would.
@@ -79,5 +89,30 @@ impl Storage {
             headers: vec![],
             expires_at,
         })
+    }
+
+    /// Streams the object through SHA-256, one network buffer at a time.
+    pub async fn hash_object(&self, key: &str) -> Result<ObjectHash, StorageError> {
+        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await?;
+        let mut body = out.body;
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        while let Some(bytes) = body.try_next().await.map_err(|e| StorageError::Unreachable(format!("{e:?}")))? {
+            size += bytes.len() as u64;
+            hasher.update(&bytes);
+        }
+        Ok(ObjectHash { sha256: Sha256Digest::from_bytes(hasher.finalize().into()), size })
+    }
+
+    /// Deletes the object; one that is not there is already what was wanted.
+    pub async fn delete_object(&self, key: &str) -> Result<(), StorageError> {
+        self.calls.record(super::S3Operation::DeleteObject);
+        match self.client.delete_object().bucket(&self.bucket).key(key).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => match StorageError::from(err) {
+                StorageError::NotFound => Ok(()),
+                other => Err(other),
+            },
+        }
     }
 }

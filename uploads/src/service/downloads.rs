@@ -5,8 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
+use super::{UploadError, Uploads, gone_check};
 use crate::domain::UploadState;
-use crate::service::{UploadError, Uploads, gone_check};
 use crate::storage::{ObjectRange, ObjectStream, PresignedGet, PresignedRequest, StorageError};
 
 /// A completed upload, described as the representation a GET returns.

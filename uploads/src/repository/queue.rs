@@ -1,14 +1,13 @@
 //! The worker's queue: jobs claimed with `FOR UPDATE SKIP LOCKED` under a lease that the worker renews while
 //! it runs the job, so N workers never run a job at once and a dead worker's job is claimed again once its
-//! lease runs out. Also the statements the jobs make on uploads.
+//! lease runs out.
 
 use std::time::Duration;
 
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{Repository, UploadRecord, ttl_seconds};
-use crate::domain::{Sha256Digest, VerificationState};
+use super::{Repository, ttl_seconds};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
 #[sqlx(type_name = "job_kind", rename_all = "snake_case")]
@@ -160,37 +159,6 @@ impl Repository {
         Ok(updated.rows_affected() == 1)
     }
 
-    /// Queues an expiry for every live upload past its deadline; returns how many were queued.
-    #[tracing::instrument(skip_all)]
-    pub async fn enqueue_overdue_expiries(&self) -> Result<u64, sqlx::Error> {
-        let queued = sqlx::query(
-            "INSERT INTO jobs (kind, upload_id) \
-             SELECT 'expire_upload', id FROM uploads WHERE state = 'uploading' AND expires_at <= now() \
-             ON CONFLICT (kind, upload_id) DO NOTHING",
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(queued.rows_affected())
-    }
-
-    /// Queues a recovery for every upload `completing` for longer than `threshold`. An upload stuck again after
-    /// an earlier recovery finished gets its job queued again.
-    #[tracing::instrument(skip_all)]
-    pub async fn enqueue_stuck_completions(&self, threshold: Duration) -> Result<u64, sqlx::Error> {
-        let queued = sqlx::query(
-            "INSERT INTO jobs (kind, upload_id) \
-             SELECT 'recover_completion', id FROM uploads \
-             WHERE state = 'completing' AND updated_at <= now() - make_interval(secs => $1) \
-             ON CONFLICT (kind, upload_id) DO UPDATE SET \
-                 state = 'queued', attempts = 0, run_at = now(), finished_at = NULL, updated_at = now() \
-             WHERE jobs.state = 'done'",
-        )
-        .bind(ttl_seconds(threshold))
-        .execute(&self.pool)
-        .await?;
-        Ok(queued.rows_affected())
-    }
-
     /// Forgets jobs done longer than `retention` ago; returns how many. Safe: a done job is never needed to
     /// prevent a second run (its upload has moved on), and failed ones stay for an operator.
     #[tracing::instrument(skip_all)]
@@ -201,52 +169,5 @@ impl Repository {
                 .execute(&self.pool)
                 .await?;
         Ok(deleted.rows_affected())
-    }
-
-    /// Of these S3 multipart upload ids, those a live (`uploading` or `completing`) upload still owns.
-    #[tracing::instrument(skip_all, fields(candidates = s3_upload_ids.len()))]
-    pub async fn live_s3_upload_ids(&self, s3_upload_ids: &[String]) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT s3_upload_id FROM uploads \
-             WHERE s3_upload_id = ANY($1) AND state IN ('uploading', 'completing')",
-        )
-        .bind(s3_upload_ids)
-        .fetch_all(&self.pool)
-        .await
-    }
-
-    /// Records the hash of a completed object and what it means. `None` unless the upload is completed.
-    #[tracing::instrument(skip_all, fields(upload_id = %id, ?outcome))]
-    pub async fn record_verification(
-        &self,
-        id: Uuid,
-        outcome: VerificationState,
-        object_sha256: &Sha256Digest,
-    ) -> Result<Option<UploadRecord>, sqlx::Error> {
-        sqlx::query_as(concat!(
-            "UPDATE uploads SET verification_state = $2, object_sha256 = $3, verified_at = now(), \
-                 verification_error = NULL, updated_at = now() \
-             WHERE id = $1 AND state = 'completed' RETURNING ",
-            upload_columns!()
-        ))
-        .bind(id)
-        .bind(outcome)
-        .bind(object_sha256.as_bytes().as_slice())
-        .fetch_optional(&self.pool)
-        .await
-    }
-
-    /// The worker gave up hashing the object: say so on the upload, unless a result is already recorded.
-    #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn fail_verification(&self, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE uploads SET verification_state = 'failed', verification_error = $2, updated_at = now() \
-             WHERE id = $1 AND state = 'completed' AND verification_state = 'pending'",
-        )
-        .bind(id)
-        .bind(error)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
     }
 }

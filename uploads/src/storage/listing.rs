@@ -1,11 +1,8 @@
-//! The S3 calls of the worker: listing every multipart upload in progress, and hashing a whole object as a
-//! stream (objects reach 5 TiB: never in memory).
+//! Listing every multipart upload in progress, for the sweep that aborts those no live upload owns.
 
 use chrono::{DateTime, Utc};
-use sha2::Digest;
 
 use super::{Storage, StorageError};
-use crate::domain::Sha256Digest;
 
 /// A multipart upload S3 holds open (ListMultipartUploads).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,13 +10,6 @@ pub struct OpenMultipartUpload {
     pub key: String,
     pub upload_id: String,
     pub initiated: Option<DateTime<Utc>>,
-}
-
-/// A whole object's SHA-256 and the number of bytes hashed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ObjectHash {
-    pub sha256: Sha256Digest,
-    pub size: u64,
 }
 
 impl Storage {
@@ -65,18 +55,5 @@ impl Storage {
             }
         }
         Ok(uploads)
-    }
-
-    /// Streams the object through SHA-256, one network buffer at a time.
-    pub async fn hash_object(&self, key: &str) -> Result<ObjectHash, StorageError> {
-        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await?;
-        let mut body = out.body;
-        let mut hasher = sha2::Sha256::new();
-        let mut size = 0u64;
-        while let Some(bytes) = body.try_next().await.map_err(|e| StorageError::Unreachable(format!("{e:?}")))? {
-            size += bytes.len() as u64;
-            hasher.update(&bytes);
-        }
-        Ok(ObjectHash { sha256: Sha256Digest::from_bytes(hasher.finalize().into()), size })
     }
 }

@@ -1,0 +1,156 @@
+//! Chunks: the checksums signed into URLs, the confirmations clients report, and S3's ListParts as the truth.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::{ChunkRecord, Repository, UploadRecord, VerifiedChunk, ttl_seconds};
+use crate::domain::{IndexRanges, Sha256Digest};
+
+impl Repository {
+    /// Records the checksums signed into new chunk URLs and refreshes the upload's deadline, in one statement.
+    /// A new checksum for a chunk already received makes it missing again: the client is re-uploading it.
+    /// Returns `None`, changing nothing, unless the upload is live and every index is within it.
+    #[tracing::instrument(skip_all, fields(upload_id = %id, chunks = chunks.len()))]
+    pub async fn declare_chunks(
+        &self,
+        id: Uuid,
+        chunks: &[(u32, Sha256Digest)],
+        ttl: Duration,
+    ) -> Result<Option<UploadRecord>, sqlx::Error> {
+        let indices: Vec<i32> = chunks.iter().map(|(i, _)| *i as i32).collect();
+        let digests: Vec<Vec<u8>> = chunks.iter().map(|(_, d)| d.as_bytes().to_vec()).collect();
+        // Compared as bigint: an index past i32::MAX must fail the range guard, not wrap to a negative one.
+        let max_index = chunks.iter().map(|(i, _)| i64::from(*i)).max().unwrap_or(0);
+        sqlx::query_as(concat!(
+            "WITH live AS ( \
+                 UPDATE uploads SET expires_at = now() + make_interval(secs => $4), updated_at = now() \
+                 WHERE id = $1 AND state = 'uploading' AND expires_at > now() AND $5 < total_chunks \
+                 RETURNING ",
+            upload_columns!(),
+            " \
+             ), declared AS ( \
+                 INSERT INTO chunks AS c (upload_id, index, sha256, size) \
+                 SELECT live.id, d.index, d.sha256, LEAST(live.chunk_size, live.size - d.index::bigint * live.chunk_size) \
+                 FROM live, unnest($2::int[], $3::bytea[]) AS d(index, sha256) \
+                 ON CONFLICT (upload_id, index) DO UPDATE SET \
+                     sha256 = EXCLUDED.sha256, \
+                     declared_at = now(), \
+                     etag = CASE WHEN c.sha256 = EXCLUDED.sha256 THEN c.etag END, \
+                     received_at = CASE WHEN c.sha256 = EXCLUDED.sha256 THEN c.received_at END \
+                 RETURNING 1 \
+             ) \
+             SELECT * FROM live"
+        ))
+        .bind(id)
+        .bind(&indices)
+        .bind(&digests)
+        .bind(ttl_seconds(ttl))
+        .bind(max_index)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Records a chunk the client says S3 accepted, when its checksum is the one declared for it.
+    /// The same report twice keeps the first `received_at`. `None`: the upload is not live, or the chunk
+    /// was never declared with this checksum; nothing changed.
+    #[tracing::instrument(skip_all, fields(upload_id = %id, index))]
+    pub async fn confirm_chunk(
+        &self,
+        id: Uuid,
+        index: u32,
+        sha256: &Sha256Digest,
+        etag: &str,
+        ttl: Duration,
+    ) -> Result<Option<ChunkRecord>, sqlx::Error> {
+        sqlx::query_as(
+            "WITH live AS ( \
+                 UPDATE uploads SET expires_at = now() + make_interval(secs => $5), updated_at = now() \
+                 WHERE id = $1 AND state = 'uploading' AND expires_at > now() \
+                 RETURNING id \
+             ) \
+             UPDATE chunks c SET \
+                 received_at = CASE WHEN c.etag = $4 THEN c.received_at ELSE now() END, \
+                 etag = $4 \
+             FROM live \
+             WHERE c.upload_id = live.id AND c.index = $2 AND c.sha256 = $3 \
+             RETURNING c.index, c.sha256, c.size, c.etag, c.declared_at, c.received_at",
+        )
+        .bind(id)
+        .bind(index as i32)
+        .bind(sha256.as_bytes().as_slice())
+        .bind(etag)
+        .bind(ttl_seconds(ttl))
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(upload_id = %id, index))]
+    pub async fn find_chunk(&self, id: Uuid, index: u32) -> Result<Option<ChunkRecord>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT index, sha256, size, etag, declared_at, received_at FROM chunks WHERE upload_id = $1 AND index = $2",
+        )
+        .bind(id)
+        .bind(index as i32)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Declared chunks, in index order.
+    #[tracing::instrument(skip_all, fields(upload_id = %id))]
+    pub async fn list_chunks(&self, id: Uuid) -> Result<Vec<ChunkRecord>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT index, sha256, size, etag, declared_at, received_at FROM chunks WHERE upload_id = $1 ORDER BY index",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Received chunks as compact index ranges, computed by Postgres (gaps and islands), so a
+    /// 10,000-chunk upload answers with a handful of rows.
+    #[tracing::instrument(skip_all, fields(upload_id = %id))]
+    pub async fn received_ranges(&self, id: Uuid) -> Result<IndexRanges, sqlx::Error> {
+        let rows: Vec<(i32, i32)> = sqlx::query_as(
+            "SELECT min(index), max(index) FROM ( \
+                 SELECT index, index - row_number() OVER (ORDER BY index) AS island \
+                 FROM chunks WHERE upload_id = $1 AND received_at IS NOT NULL \
+             ) t GROUP BY island ORDER BY 1",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(IndexRanges::from_sorted(rows.into_iter().map(|(a, b)| (a as u32, b as u32)).collect()))
+    }
+
+    /// Makes the chunk table agree with S3: `verified` chunks (found in ListParts with the declared checksum
+    /// and size) are received with S3's ETag; every other chunk is missing, whatever the client reported.
+    #[tracing::instrument(skip_all, fields(upload_id = %id, verified = verified.len()))]
+    pub async fn reconcile_chunks(&self, id: Uuid, verified: &[VerifiedChunk]) -> Result<(), sqlx::Error> {
+        let indices: Vec<i32> = verified.iter().map(|c| c.index as i32).collect();
+        let digests: Vec<Vec<u8>> = verified.iter().map(|c| c.sha256.as_bytes().to_vec()).collect();
+        let etags: Vec<String> = verified.iter().map(|c| c.etag.clone()).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE chunks c SET etag = v.etag, received_at = COALESCE(c.received_at, now()) \
+             FROM unnest($2::int[], $3::bytea[], $4::text[]) AS v(index, sha256, etag) \
+             WHERE c.upload_id = $1 AND c.index = v.index AND c.sha256 = v.sha256 \
+               AND (c.received_at IS NULL OR c.etag IS DISTINCT FROM v.etag)",
+        )
+        .bind(id)
+        .bind(&indices)
+        .bind(&digests)
+        .bind(&etags)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE chunks SET etag = NULL, received_at = NULL \
+             WHERE upload_id = $1 AND received_at IS NOT NULL AND NOT (index = ANY($2))",
+        )
+        .bind(id)
+        .bind(&indices)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+}

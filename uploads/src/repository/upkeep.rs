@@ -1,0 +1,89 @@
+//! The upkeep statements the worker's jobs make on uploads: finding overdue and stuck ones to queue jobs for,
+//! which multipart uploads are still live, and recording whole-object verifications.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::{Repository, UploadRecord, ttl_seconds};
+use crate::domain::{Sha256Digest, VerificationState};
+
+impl Repository {
+    /// Queues an expiry for every live upload past its deadline; returns how many were queued.
+    #[tracing::instrument(skip_all)]
+    pub async fn enqueue_overdue_expiries(&self) -> Result<u64, sqlx::Error> {
+        let queued = sqlx::query(
+            "INSERT INTO jobs (kind, upload_id) \
+             SELECT 'expire_upload', id FROM uploads WHERE state = 'uploading' AND expires_at <= now() \
+             ON CONFLICT (kind, upload_id) DO NOTHING",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(queued.rows_affected())
+    }
+
+    /// Queues a recovery for every upload `completing` for longer than `threshold`. An upload stuck again after
+    /// an earlier recovery finished gets its job queued again.
+    #[tracing::instrument(skip_all)]
+    pub async fn enqueue_stuck_completions(&self, threshold: Duration) -> Result<u64, sqlx::Error> {
+        let queued = sqlx::query(
+            "INSERT INTO jobs (kind, upload_id) \
+             SELECT 'recover_completion', id FROM uploads \
+             WHERE state = 'completing' AND updated_at <= now() - make_interval(secs => $1) \
+             ON CONFLICT (kind, upload_id) DO UPDATE SET \
+                 state = 'queued', attempts = 0, run_at = now(), finished_at = NULL, updated_at = now() \
+             WHERE jobs.state = 'done'",
+        )
+        .bind(ttl_seconds(threshold))
+        .execute(&self.pool)
+        .await?;
+        Ok(queued.rows_affected())
+    }
+
+    /// Of these S3 multipart upload ids, those a live (`uploading` or `completing`) upload still owns.
+    #[tracing::instrument(skip_all, fields(candidates = s3_upload_ids.len()))]
+    pub async fn live_s3_upload_ids(&self, s3_upload_ids: &[String]) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT s3_upload_id FROM uploads \
+             WHERE s3_upload_id = ANY($1) AND state IN ('uploading', 'completing')",
+        )
+        .bind(s3_upload_ids)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Records the hash of a completed object and what it means. `None` unless the upload is completed.
+    #[tracing::instrument(skip_all, fields(upload_id = %id, ?outcome))]
+    pub async fn record_verification(
+        &self,
+        id: Uuid,
+        outcome: VerificationState,
+        object_sha256: &Sha256Digest,
+    ) -> Result<Option<UploadRecord>, sqlx::Error> {
+        sqlx::query_as(concat!(
+            "UPDATE uploads SET verification_state = $2, object_sha256 = $3, verified_at = now(), \
+                 verification_error = NULL, updated_at = now() \
+             WHERE id = $1 AND state = 'completed' RETURNING ",
+            upload_columns!()
+        ))
+        .bind(id)
+        .bind(outcome)
+        .bind(object_sha256.as_bytes().as_slice())
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// The worker gave up hashing the object: say so on the upload, unless a result is already recorded.
+    #[tracing::instrument(skip_all, fields(upload_id = %id))]
+    pub async fn fail_verification(&self, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE uploads SET verification_state = 'failed', verification_error = $2, updated_at = now() \
+             WHERE id = $1 AND state = 'completed' AND verification_state = 'pending'",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+}
