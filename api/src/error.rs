@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use uploads::domain::{ChunkPlanError, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+use uploads::error_code::ErrorCode;
 use uploads::service::UploadError;
 use uploads::storage::StorageError;
 
@@ -15,15 +16,15 @@ pub enum ApiError {
     #[error(transparent)]
     Upload(#[from] UploadError),
     #[error("{message}")]
-    Request { status: StatusCode, code: &'static str, message: String },
+    Request { status: StatusCode, code: ErrorCode, message: String },
 }
 
 impl ApiError {
-    pub fn request(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn request(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Request { status, code, message: message.into() }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::request(StatusCode::BAD_REQUEST, code, message)
     }
 }
@@ -37,13 +38,13 @@ impl From<StorageError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let (status, code) = match &rejection {
-            JsonRejection::JsonDataError(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-            JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-            JsonRejection::MissingJsonContentType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "json_required"),
+            JsonRejection::JsonDataError(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidBody),
+            JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, ErrorCode::MalformedJson),
+            JsonRejection::MissingJsonContentType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::JsonRequired),
             _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+                (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::BodyTooLarge)
             }
-            _ => (rejection.status(), "invalid_body"),
+            _ => (rejection.status(), ErrorCode::InvalidBody),
         };
         Self::request(status, code, rejection.body_text())
     }
@@ -51,25 +52,25 @@ impl From<JsonRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
-        Self::bad_request("invalid_path", rejection.body_text())
+        Self::bad_request(ErrorCode::InvalidPath, rejection.body_text())
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::bad_request("invalid_query", rejection.body_text())
+        Self::bad_request(ErrorCode::InvalidQuery, rejection.body_text())
     }
 }
 
 struct Body {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     extra: Map<String, Value>,
 }
 
 impl Body {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into(), extra: Map::new() }
     }
 
@@ -83,54 +84,54 @@ fn upload_error_body(err: &UploadError) -> Body {
     use UploadError as E;
     let message = err.to_string();
     match err {
-        E::NotFound => Body::new(StatusCode::NOT_FOUND, "upload_not_found", message),
-        E::Aborted => Body::new(StatusCode::GONE, "upload_aborted", message).with("state", "aborted"),
-        E::Expired => Body::new(StatusCode::GONE, "upload_expired", message).with("state", "expired"),
+        E::NotFound => Body::new(StatusCode::NOT_FOUND, ErrorCode::UploadNotFound, message),
+        E::Aborted => Body::new(StatusCode::GONE, ErrorCode::UploadAborted, message).with("state", "aborted"),
+        E::Expired => Body::new(StatusCode::GONE, ErrorCode::UploadExpired, message).with("state", "expired"),
         E::NotUploading(state) => {
             let code = match state {
-                uploads::domain::UploadState::Completed => "upload_completed",
-                uploads::domain::UploadState::Completing => "upload_completing",
-                _ => "upload_not_uploading",
+                uploads::domain::UploadState::Completed => ErrorCode::UploadCompleted,
+                uploads::domain::UploadState::Completing => ErrorCode::UploadCompleting,
+                _ => ErrorCode::UploadNotUploading,
             };
             Body::new(StatusCode::CONFLICT, code, message).with("state", state)
         }
-        E::Invalid { code, .. } => Body::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
+        E::Invalid { code, .. } => Body::new(StatusCode::UNPROCESSABLE_ENTITY, *code, message),
         E::Plan(plan) => {
-            let body = Body::new(StatusCode::UNPROCESSABLE_ENTITY, "", message);
+            let refused = |code| Body::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
             match plan {
-                ChunkPlanError::TooLarge { max, .. } => {
-                    Body { code: "upload_too_large", ..body }.with("maxUploadSize", max)
-                }
+                ChunkPlanError::TooLarge { max, .. } => refused(ErrorCode::UploadTooLarge).with("maxUploadSize", max),
                 ChunkPlanError::ChunkTooSmall { .. } => {
-                    Body { code: "chunk_size_too_small", ..body }.with("minChunkSize", MIN_CHUNK_SIZE)
+                    refused(ErrorCode::ChunkSizeTooSmall).with("minChunkSize", MIN_CHUNK_SIZE)
                 }
                 ChunkPlanError::ChunkTooLarge { .. } => {
-                    Body { code: "chunk_size_too_large", ..body }.with("maxChunkSize", MAX_CHUNK_SIZE)
+                    refused(ErrorCode::ChunkSizeTooLarge).with("maxChunkSize", MAX_CHUNK_SIZE)
                 }
                 ChunkPlanError::TooManyChunks { smallest_fitting, .. } => {
-                    Body { code: "too_many_chunks", ..body }.with("smallestChunkSize", smallest_fitting)
+                    refused(ErrorCode::TooManyChunks).with("smallestChunkSize", smallest_fitting)
                 }
             }
         }
         E::ChunkOutOfRange { total_chunks, .. } => {
-            Body::new(StatusCode::UNPROCESSABLE_ENTITY, "chunk_index_out_of_range", message)
+            Body::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::ChunkIndexOutOfRange, message)
                 .with("totalChunks", total_chunks)
         }
-        E::ChunkNotDeclared { .. } => Body::new(StatusCode::CONFLICT, "chunk_not_declared", message),
+        E::ChunkNotDeclared { .. } => Body::new(StatusCode::CONFLICT, ErrorCode::ChunkNotDeclared, message),
         E::ChecksumConflict { declared, .. } => {
-            Body::new(StatusCode::CONFLICT, "checksum_conflict", message).with("declaredSha256", declared)
+            Body::new(StatusCode::CONFLICT, ErrorCode::ChecksumConflict, message).with("declaredSha256", declared)
         }
         E::ChunksMissing { missing } => Body::new(
             StatusCode::CONFLICT,
-            "chunks_missing",
+            ErrorCode::ChunksMissing,
             format!("{} chunk(s) are missing; upload them, then complete again", missing.count()),
         )
         .with("missingChunks", missing),
         E::PartMismatch { mismatches } => {
-            Body::new(StatusCode::CONFLICT, "part_mismatch", message).with("mismatches", mismatches)
+            Body::new(StatusCode::CONFLICT, ErrorCode::PartMismatch, message).with("mismatches", mismatches)
         }
-        E::CompletionInProgress => Body::new(StatusCode::CONFLICT, "completion_in_progress", message),
-        E::NotCompleted(state) => Body::new(StatusCode::CONFLICT, "upload_not_completed", message).with("state", state),
+        E::CompletionInProgress => Body::new(StatusCode::CONFLICT, ErrorCode::CompletionInProgress, message),
+        E::NotCompleted(state) => {
+            Body::new(StatusCode::CONFLICT, ErrorCode::UploadNotCompleted, message).with("state", state)
+        }
         E::Storage(storage) => storage_error_body(storage),
         E::Database(db) => database_error_body(db),
     }
@@ -140,12 +141,14 @@ fn storage_error_body(err: &StorageError) -> Body {
     tracing::error!(error = %err, "storage error");
     match err {
         StorageError::Timeout(_) => {
-            Body::new(StatusCode::GATEWAY_TIMEOUT, "storage_timeout", "object storage did not answer in time")
+            Body::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::StorageTimeout, "object storage did not answer in time")
         }
-        StorageError::Unreachable(_) => {
-            Body::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "object storage cannot be reached")
-        }
-        _ => Body::new(StatusCode::BAD_GATEWAY, "storage_error", "object storage refused the request"),
+        StorageError::Unreachable(_) => Body::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::StorageUnavailable,
+            "object storage cannot be reached",
+        ),
+        _ => Body::new(StatusCode::BAD_GATEWAY, ErrorCode::StorageError, "object storage refused the request"),
     }
 }
 
@@ -153,9 +156,9 @@ fn database_error_body(err: &sqlx::Error) -> Body {
     tracing::error!(error = %err, "database error");
     match err {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            Body::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database cannot be reached")
+            Body::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::DatabaseUnavailable, "the database cannot be reached")
         }
-        _ => Body::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error"),
+        _ => Body::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError, "internal error"),
     }
 }
 
@@ -163,7 +166,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match &self {
             ApiError::Upload(err) => upload_error_body(err),
-            ApiError::Request { status, code, message } => Body::new(*status, code, message.clone()),
+            ApiError::Request { status, code, message } => Body::new(*status, *code, message.clone()),
         };
         let mut object = Map::new();
         object.insert("code".into(), json!(body.code));
@@ -172,7 +175,7 @@ impl IntoResponse for ApiError {
         let retry = matches!(
             body.status,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT | StatusCode::BAD_GATEWAY
-        ) || body.code == "completion_in_progress";
+        ) || body.code == ErrorCode::CompletionInProgress;
         let mut response = (body.status, Json(Value::Object(object))).into_response();
         if retry {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use uploads::error_code::ErrorCode;
 use uploads::service::Uploads;
 
 use crate::config::ApiConfig;
@@ -94,11 +95,15 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::request(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+    ApiError::request(StatusCode::NOT_FOUND, ErrorCode::RouteNotFound, "no such route")
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::request(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
+    ApiError::request(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "this route does not accept that method",
+    )
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.

@@ -1,5 +1,5 @@
-//! Keeps `openapi.yaml` from drifting: its routes are exactly the router's, and its error codes exactly the ones
-//! the code can answer.
+//! Keeps `openapi.yaml` from drifting: its routes are exactly the router's, and its error codes exactly
+//! `ErrorCode`'s.
 //!
 //! The router cannot list its routes, so the test reads them from the source (every `.route("PATH", ...)` under
 //! `api/src`) and then asks the running app, for every path and method, whether it is routed.
@@ -10,13 +10,12 @@ use std::path::{Path, PathBuf};
 use e2e::TestApp;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use uploads::error_code::ErrorCode;
 
 use crate::lifecycle::answer;
 
 const SPEC: &str = include_str!("../../openapi.yaml");
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
-/// Snake-case string literals under `api/src` that are not error codes.
-const NOT_CODES: [&str; 1] = ["upload_id"];
 
 fn spec() -> Value {
     serde_norway::from_str(SPEC).expect("openapi.yaml is valid YAML")
@@ -46,34 +45,6 @@ fn literals_after<'a>(source: &'a str, marker: &str) -> Vec<&'a str> {
         .skip(1)
         .filter_map(|rest| rest.trim_start().strip_prefix('"').and_then(|s| s.split_once('"')).map(|(lit, _)| lit))
         .collect()
-}
-
-/// Every string literal of `source` that reads like an error code: `snake_case` with an underscore.
-fn snake_case_literals(source: &str) -> Vec<&str> {
-    let bytes = source.as_bytes();
-    let mut literals = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            // A char literal such as '"' opens no string.
-            b'\'' if bytes.get(i + 2) == Some(&b'\'') => i += 3,
-            b'"' => {
-                let mut end = i + 1;
-                while end < bytes.len() && bytes[end] != b'"' {
-                    end += if bytes[end] == b'\\' { 2 } else { 1 };
-                }
-                literals.push(&source[i + 1..end.min(bytes.len())]);
-                i = end + 1;
-            }
-            _ => i += 1,
-        }
-    }
-    literals.retain(|s| {
-        s.contains('_')
-            && s.starts_with(|c: char| c.is_ascii_lowercase())
-            && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-    });
-    literals
 }
 
 fn routed_paths() -> BTreeSet<String> {
@@ -112,13 +83,7 @@ fn the_spec_lists_exactly_the_error_codes_the_code_answers() {
         .iter()
         .map(|c| c["const"].as_str().expect("each code is a const").to_string())
         .collect();
-    let mut answered = BTreeSet::new();
-    for (_, source) in rust_files(&workspace_file("api/src")) {
-        answered.extend(snake_case_literals(&source).into_iter().filter(|s| !NOT_CODES.contains(s)).map(String::from));
-    }
-    for (_, source) in rust_files(&workspace_file("uploads/src/service")) {
-        answered.extend(literals_after(&source, "invalid(").into_iter().map(String::from));
-    }
+    let answered: BTreeSet<String> = ErrorCode::all().map(|code| code.as_str().to_string()).collect();
     assert!(answered.contains("invalid_sha256") && answered.contains("route_not_found"), "{answered:?}");
     let undocumented: Vec<_> = answered.difference(&documented).collect();
     let stale: Vec<_> = documented.difference(&answered).collect();

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
+use uploads::error_code::ErrorCode;
 use uploads::service::DownloadableFile;
 use uploads::service::Uploads;
 use uploads::storage::{ObjectRange, ObjectStream, PresignedGet};
@@ -103,7 +104,7 @@ async fn respond(
         Precondition::Failed => {
             let error = ApiError::request(
                 StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
+                ErrorCode::PreconditionFailed,
                 "If-Match or If-Unmodified-Since does not hold for the current file",
             );
             return Ok(with_headers(error.into_response(), common));
@@ -121,7 +122,7 @@ async fn respond(
     if outcome == RangeOutcome::Unsatisfiable {
         let error = ApiError::request(
             StatusCode::RANGE_NOT_SATISFIABLE,
-            "range_not_satisfiable",
+            ErrorCode::RangeNotSatisfiable,
             format!("no requested range starts inside the file's {} bytes", file.size),
         );
         let mut response = with_headers(error.into_response(), common);
@@ -136,7 +137,11 @@ async fn respond(
     }
     // Past this point bytes flow from S3: take a stream slot, which the body keeps until it is dropped.
     let slot = state.downloads.try_start_stream().ok_or_else(|| {
-        ApiError::request(StatusCode::SERVICE_UNAVAILABLE, "too_many_downloads", "too many downloads at once; retry")
+        ApiError::request(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::TooManyDownloads,
+            "too many downloads at once; retry",
+        )
     })?;
     let timeout = state.downloads.first_byte_timeout;
     let (status, length, bytes) = match outcome {

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
+use uploads::error_code::ErrorCode;
 
 use crate::extract::Json;
 use crate::state::AppState;
@@ -45,7 +46,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({
-                "code": "not_ready",
+                "code": ErrorCode::NotReady,
                 "message": format!("unreachable: {}", failed.join(", ")),
                 "checks": checks,
             })),

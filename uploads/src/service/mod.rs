@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::config::{ServiceConfig, UploadPolicy};
 use crate::domain::{ChunkPlan, ChunkPlanError, IndexRanges, Sha256Digest, UploadState};
+use crate::error_code::ErrorCode;
 use crate::repository::{ChunkRecord, NewUpload, Repository, UploadRecord};
 use crate::storage::{PresignedRequest, Storage, StorageError};
 
@@ -37,7 +38,7 @@ pub enum UploadError {
     #[error("the upload is {}, not uploading", .0.as_str())]
     NotUploading(UploadState),
     #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    Invalid { code: ErrorCode, message: String },
     #[error(transparent)]
     Plan(#[from] ChunkPlanError),
     #[error("chunk index {index} is out of range: this upload has {total_chunks} chunks (0..={})", .total_chunks.saturating_sub(1))]
@@ -175,16 +176,16 @@ impl Uploads {
     #[tracing::instrument(skip_all, fields(upload_id = %id, chunks = chunks.len()))]
     pub async fn chunk_urls(&self, id: Uuid, chunks: Vec<(u32, String)>) -> Result<Vec<ChunkUrl>, UploadError> {
         if chunks.is_empty() {
-            return Err(invalid("empty_batch", "ask for at least one chunk"));
+            return Err(invalid(ErrorCode::EmptyBatch, "ask for at least one chunk"));
         }
         if chunks.len() > MAX_URL_BATCH {
-            return Err(invalid("batch_too_large", format!("ask for at most {MAX_URL_BATCH} chunks at once")));
+            return Err(invalid(ErrorCode::BatchTooLarge, format!("ask for at most {MAX_URL_BATCH} chunks at once")));
         }
         let mut seen = HashSet::new();
         let mut declared = Vec::with_capacity(chunks.len());
         for (index, sha256) in chunks {
             if !seen.insert(index) {
-                return Err(invalid("duplicate_chunk_index", format!("chunk {index} is asked for twice")));
+                return Err(invalid(ErrorCode::DuplicateChunkIndex, format!("chunk {index} is asked for twice")));
             }
             declared.push((index, parse_sha256(&sha256)?));
         }

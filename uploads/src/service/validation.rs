@@ -2,21 +2,25 @@
 
 use super::UploadError;
 use crate::domain::Sha256Digest;
+use crate::error_code::ErrorCode;
 
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 
-pub(super) fn invalid(code: &'static str, message: impl Into<String>) -> UploadError {
+pub(super) fn invalid(code: ErrorCode, message: impl Into<String>) -> UploadError {
     UploadError::Invalid { code, message: message.into() }
 }
 
 pub(super) fn parse_sha256(value: &str) -> Result<Sha256Digest, UploadError> {
-    Sha256Digest::parse_hex(value).map_err(|e| invalid("invalid_sha256", format!("sha256 {value:?}: {e}")))
+    Sha256Digest::parse_hex(value).map_err(|e| invalid(ErrorCode::InvalidSha256, format!("sha256 {value:?}: {e}")))
 }
 
 pub(super) fn validate_filename(filename: String) -> Result<String, UploadError> {
     let trimmed = filename.trim();
     if trimmed.is_empty() || trimmed.len() > 1024 || trimmed.chars().any(char::is_control) {
-        return Err(invalid("invalid_filename", "filename must be 1 to 1024 bytes of text without control characters"));
+        return Err(invalid(
+            ErrorCode::InvalidFilename,
+            "filename must be 1 to 1024 bytes of text without control characters",
+        ));
     }
     Ok(trimmed.to_string())
 }
@@ -29,7 +33,7 @@ pub(super) fn validate_content_type(content_type: Option<String>) -> Result<Stri
         && value.chars().all(|c| c.is_ascii_graphic() || c == ' ');
     if !valid {
         return Err(invalid(
-            "invalid_content_type",
+            ErrorCode::InvalidContentType,
             format!("contentType {value:?} is not a media type like video/mp4"),
         ));
     }
@@ -39,15 +43,16 @@ pub(super) fn validate_content_type(content_type: Option<String>) -> Result<Stri
 pub(super) fn validate_metadata(metadata: Option<serde_json::Value>) -> Result<serde_json::Value, UploadError> {
     match metadata {
         None | Some(serde_json::Value::Null) => Ok(serde_json::json!({})),
-        Some(value @ serde_json::Value::Object(_)) if value.to_string().len() > MAX_METADATA_BYTES => {
-            Err(invalid("invalid_metadata", format!("metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")))
-        }
+        Some(value @ serde_json::Value::Object(_)) if value.to_string().len() > MAX_METADATA_BYTES => Err(invalid(
+            ErrorCode::InvalidMetadata,
+            format!("metadata must be at most {MAX_METADATA_BYTES} bytes of JSON"),
+        )),
         // Postgres jsonb cannot hold U+0000: refuse it here rather than fail the insert.
         Some(value @ serde_json::Value::Object(_)) if holds_nul(&value) => {
-            Err(invalid("invalid_metadata", "metadata must not contain the character U+0000"))
+            Err(invalid(ErrorCode::InvalidMetadata, "metadata must not contain the character U+0000"))
         }
         Some(value @ serde_json::Value::Object(_)) => Ok(value),
-        Some(_) => Err(invalid("invalid_metadata", "metadata must be a JSON object")),
+        Some(_) => Err(invalid(ErrorCode::InvalidMetadata, "metadata must be a JSON object")),
     }
 }
 
@@ -63,7 +68,7 @@ fn holds_nul(value: &serde_json::Value) -> bool {
 pub(super) fn validate_etag(etag: &str) -> Result<String, UploadError> {
     let etag = etag.trim();
     if etag.is_empty() || etag.len() > 256 || !etag.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(invalid("invalid_etag", "etag must be the ETag header S3 answered to the chunk's PUT"));
+        return Err(invalid(ErrorCode::InvalidEtag, "etag must be the ETag header S3 answered to the chunk's PUT"));
     }
     // S3 quotes ETags; browsers and clients may pass them with or without. Store S3's form.
     Ok(format!("\"{}\"", etag.trim_matches('"')))

@@ -1,0 +1,89 @@
+//! Every machine-readable error code the service answers, listed once. `openapi.yaml` documents exactly these
+//! (a test compares the two), and clients switch on them.
+
+use serde::Serialize;
+
+/// A stable error code, serialised in snake_case (`upload_not_found`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::EnumIter, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ErrorCode {
+    // The request itself.
+    MalformedJson,
+    InvalidPath,
+    InvalidQuery,
+    RouteNotFound,
+    MethodNotAllowed,
+    BodyTooLarge,
+    JsonRequired,
+    InvalidBody,
+    // Uploads.
+    UploadNotFound,
+    UploadAborted,
+    UploadExpired,
+    UploadCompleted,
+    UploadCompleting,
+    UploadNotUploading,
+    UploadNotCompleted,
+    ChunkNotDeclared,
+    ChecksumConflict,
+    ChunksMissing,
+    PartMismatch,
+    CompletionInProgress,
+    // Refused values.
+    InvalidFilename,
+    InvalidContentType,
+    InvalidMetadata,
+    InvalidSha256,
+    InvalidEtag,
+    UploadTooLarge,
+    ChunkSizeTooSmall,
+    ChunkSizeTooLarge,
+    TooManyChunks,
+    ChunkIndexOutOfRange,
+    EmptyBatch,
+    BatchTooLarge,
+    DuplicateChunkIndex,
+    // Downloads.
+    PreconditionFailed,
+    RangeNotSatisfiable,
+    TooManyDownloads,
+    // Faults of the service or its dependencies.
+    InternalError,
+    StorageError,
+    StorageUnavailable,
+    StorageTimeout,
+    DatabaseUnavailable,
+    NotReady,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Every code, for the test that keeps `openapi.yaml` equal to this list.
+    pub fn all() -> impl Iterator<Item = Self> {
+        <Self as strum::IntoEnumIterator>::iter()
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_and_strum_spell_every_code_alike() {
+        for code in ErrorCode::all() {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        assert_eq!(ErrorCode::UploadNotFound.as_str(), "upload_not_found");
+        assert_eq!(ErrorCode::InvalidSha256.as_str(), "invalid_sha256");
+    }
+}
