@@ -129,6 +129,11 @@ fn upload_error_body(err: &UploadError) -> Body {
             Body::new(StatusCode::CONFLICT, ErrorCode::PartMismatch, message).with("mismatches", mismatches)
         }
         E::CompletionInProgress => Body::new(StatusCode::CONFLICT, ErrorCode::CompletionInProgress, message),
+        E::Lost { .. } => Body::new(StatusCode::GONE, ErrorCode::UploadLost, message),
+        E::TaskFailed(_) => {
+            tracing::error!(error = %err, "completion task failed");
+            Body::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError, "internal error")
+        }
         E::NotCompleted(state) => {
             Body::new(StatusCode::CONFLICT, ErrorCode::UploadNotCompleted, message).with("state", state)
         }
@@ -138,7 +143,24 @@ fn upload_error_body(err: &UploadError) -> Body {
 }
 
 fn storage_error_body(err: &StorageError) -> Body {
-    tracing::error!(error = %err, "storage error");
+    match err {
+        StorageError::InvalidPart(_) => {
+            return Body::new(
+                StatusCode::CONFLICT,
+                ErrorCode::PartsRejected,
+                "S3 refused some parts; the upload takes chunks again: read GET /v1/uploads/{id}?reconcile=true \
+                 and resend the missing ones",
+            );
+        }
+        StorageError::NoSuchUpload => {
+            return Body::new(
+                StatusCode::GONE,
+                ErrorCode::UploadLost,
+                "S3 no longer holds this upload's parts; start a new upload",
+            );
+        }
+        _ => tracing::error!(error = %err, "storage error"),
+    }
     match err {
         StorageError::Timeout(_) => {
             Body::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::StorageTimeout, "object storage did not answer in time")

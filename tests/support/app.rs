@@ -104,6 +104,7 @@ impl TestApp {
                 s3: env.s3_config(bucket),
                 policy: UploadPolicy {
                     presign_ttl: Duration::from_secs(900),
+                    completion_lease: Duration::from_secs(15),
                     upload_ttl: Duration::from_secs(86_400),
                     max_upload_size: 5 * 1024 * 1024 * 1024 * 1024,
                 },

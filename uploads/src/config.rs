@@ -62,6 +62,11 @@ pub struct UploadPolicy {
     #[arg(long, env = "UPLOAD_TTL", value_name = "UPLOAD_TTL", default_value = "24h", value_parser = parse_duration)]
     pub upload_ttl: Duration,
 
+    /// How long a completion holds its upload without renewing the hold (it renews every third of this while it
+    /// runs): once a completion's process dies, the next `complete` or a worker takes over after this long.
+    #[arg(long, env = "COMPLETION_LEASE", value_name = "COMPLETION_LEASE", default_value = "15s", value_parser = parse_positive_duration)]
+    pub completion_lease: Duration,
+
     /// Largest file accepted, in bytes (S3's own limit is 5 TiB).
     #[arg(long, env = "MAX_UPLOAD_SIZE", value_name = "MAX_UPLOAD_SIZE", default_value_t = 5 * 1024 * 1024 * 1024 * 1024)]
     pub max_upload_size: u64,
@@ -83,6 +88,14 @@ pub struct LogConfig {
 
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{e} (examples: 90s, 15m, 24h)"))
+}
+
+/// A duration that must be more than zero: a zero lease or poll interval would spin.
+pub fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    match parse_duration(value)? {
+        Duration::ZERO => Err("must be more than zero".into()),
+        duration => Ok(duration),
+    }
 }
 
 /// Parses `T` from the environment and arguments, or exits with one line naming what is wrong.

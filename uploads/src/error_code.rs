@@ -30,6 +30,8 @@ pub enum ErrorCode {
     ChunksMissing,
     PartMismatch,
     CompletionInProgress,
+    PartsRejected,
+    UploadLost,
     // Refused values.
     InvalidFilename,
     InvalidContentType,

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use clap::{Args, Parser};
-use uploads::config::{ServiceConfig, parse_duration};
+use uploads::config::{ServiceConfig, parse_duration, parse_positive_duration};
+use uploads::repository::RetryPolicy;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "worker", about = "Resumable upload service: background jobs")]
@@ -35,15 +36,17 @@ pub struct JobSettings {
     #[arg(long, env = "WORKER_SWEEP_INTERVAL", value_name = "WORKER_SWEEP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub sweep_interval: Duration,
 
-    /// An upload `completing` for longer than this is taken to be abandoned by a dead API process.
-    #[arg(long, env = "WORKER_RECOVERY_THRESHOLD", value_name = "WORKER_RECOVERY_THRESHOLD", default_value = "15m", value_parser = parse_duration)]
+    /// The sweep queues a recovery for every completion whose lease lapsed this long ago: a backstop, since each
+    /// completion queues its own recovery for the moment its lease would lapse.
+    #[arg(long, env = "WORKER_RECOVERY_THRESHOLD", value_name = "WORKER_RECOVERY_THRESHOLD", default_value = "1m", value_parser = parse_positive_duration)]
     pub recovery_threshold: Duration,
 
     /// Done jobs are deleted by the sweep after this long (failed ones are kept).
     #[arg(long, env = "WORKER_JOB_RETENTION", value_name = "WORKER_JOB_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub job_retention: Duration,
 
-    /// Attempts before a job is failed for good (its error stays on the row).
+    /// Attempts before a verification job is failed for good (its error stays on the row); the sweep, expiries and
+    /// completion recoveries keep retrying with capped backoff.
     #[arg(long, env = "WORKER_MAX_ATTEMPTS", value_name = "WORKER_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
 
@@ -64,19 +67,9 @@ pub struct JobSettings {
     pub debug_job_delay: Duration,
 }
 
-/// Zero would make an idle worker spin, or a lease renew itself without pause.
-fn parse_positive_duration(value: &str) -> Result<Duration, String> {
-    match parse_duration(value)? {
-        Duration::ZERO => Err("must be more than zero".into()),
-        duration => Ok(duration),
-    }
-}
-
 impl JobSettings {
-    /// The wait before retry number `attempt` (1-based): `backoff * 2^(attempt-1)`, at most `backoff_max`.
-    pub fn backoff_after(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
-        self.backoff.saturating_mul(factor).min(self.backoff_max)
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy { max_attempts: self.max_attempts, backoff: self.backoff, backoff_max: self.backoff_max }
     }
 }
 
@@ -102,11 +95,12 @@ mod tests {
             backoff_max: Duration::from_secs(60),
             ..JobSettings::default()
         };
-        assert_eq!(settings.backoff_after(1), Duration::from_secs(10));
-        assert_eq!(settings.backoff_after(2), Duration::from_secs(20));
-        assert_eq!(settings.backoff_after(3), Duration::from_secs(40));
-        assert_eq!(settings.backoff_after(4), Duration::from_secs(60));
-        assert_eq!(settings.backoff_after(400), Duration::from_secs(60));
+        let retry = settings.retry_policy();
+        assert_eq!(retry.backoff_after(1), Duration::from_secs(10));
+        assert_eq!(retry.backoff_after(2), Duration::from_secs(20));
+        assert_eq!(retry.backoff_after(3), Duration::from_secs(40));
+        assert_eq!(retry.backoff_after(4), Duration::from_secs(60));
+        assert_eq!(retry.backoff_after(400), Duration::from_secs(60));
     }
 
     #[test]

@@ -9,11 +9,13 @@ pub mod config;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::Utc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uploads::repository::{ClaimedJob, JobKind, JobState, Lease, Repository};
-use uploads::service::{SweepSettings, UploadError, Uploads};
+use uploads::service::{Recovery, SweepSettings, UploadError, Uploads};
 use uuid::Uuid;
 
 use crate::config::{JobSettings, WorkerConfig};
@@ -83,6 +85,7 @@ impl Worker {
         let never = CancellationToken::new();
         let mut seen = HashSet::new();
         let mut reports = Vec::new();
+        self.reclaim_abandoned().await?;
         while let Some(job) = self.repo().claim_job(&self.lease).await? {
             if !seen.insert(job.id) {
                 self.repo().release_job(job.id, &self.lease).await?;
@@ -102,6 +105,9 @@ impl Worker {
         tokio::pin!(shutdown);
         tracing::info!(worker = worker.id(), settings = ?worker.settings, "worker started");
         loop {
+            if let Err(err) = worker.reclaim_abandoned().await {
+                tracing::warn!(error = %err, "cannot reclaim abandoned jobs");
+            }
             while running.len() < worker.settings.concurrency as usize {
                 match worker.repo().claim_job(&worker.lease).await {
                     Ok(Some(job)) => {
@@ -140,6 +146,25 @@ impl Worker {
             }
         }
         tracing::info!("worker stopped");
+    }
+
+    /// Queues again (after a backoff) the jobs of workers that stopped renewing their lease; a verification
+    /// whose attempts are spent that way is given up, and its upload says so.
+    async fn reclaim_abandoned(&self) -> Result<(), sqlx::Error> {
+        for job in self.repo().reclaim_abandoned_jobs(&self.settings.retry_policy()).await? {
+            tracing::warn!(job_id = job.id, kind = ?job.kind, attempts = job.attempts, "abandoned job failed for good");
+            self.give_up(&job, "its worker stopped renewing the lease on every attempt").await;
+        }
+        Ok(())
+    }
+
+    /// What a job failed for good leaves on its upload.
+    async fn give_up(&self, job: &ClaimedJob, error: &str) {
+        if let (JobKind::VerifyObject, Some(id)) = (job.kind, job.upload_id)
+            && let Err(err) = self.uploads.give_up_verification(id, error).await
+        {
+            tracing::warn!(error = %err, "cannot record the failed verification");
+        }
     }
 
     /// Runs one claimed job under its lease (renewed meanwhile) and records the outcome.
@@ -183,8 +208,8 @@ impl Worker {
         }
     }
 
-    /// Dispatches the job to its body in the service.
-    async fn execute(&self, job: &ClaimedJob) -> Result<(), JobError> {
+    /// Dispatches the job to its body in the service; returns when it must run again, if it must.
+    async fn execute(&self, job: &ClaimedJob) -> Result<Option<Duration>, JobError> {
         if !self.settings.debug_job_delay.is_zero() {
             tokio::time::sleep(self.settings.debug_job_delay).await;
         }
@@ -197,34 +222,36 @@ impl Worker {
                     job_retention: self.settings.job_retention,
                 };
                 uploads.sweep(settings).await?;
+                return Ok(Some(self.settings.sweep_interval));
             }
             JobKind::ExpireUpload => uploads.expire(upload_id()?).await?,
             JobKind::VerifyObject => uploads.verify_object(upload_id()?).await?,
             JobKind::RecoverCompletion => {
-                uploads.recover_completion(upload_id()?, self.settings.recovery_threshold).await?;
+                if let Recovery::NotDue(until) = uploads.recover_completion(upload_id()?).await? {
+                    return Ok(Some((until - Utc::now()).to_std().unwrap_or_default()));
+                }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
-    async fn record(&self, job: &ClaimedJob, result: Result<(), JobError>) -> Result<Outcome, sqlx::Error> {
+    async fn record(
+        &self,
+        job: &ClaimedJob,
+        result: Result<Option<Duration>, JobError>,
+    ) -> Result<Outcome, sqlx::Error> {
         let repo = self.repo();
         let recorded = match result {
-            Ok(()) if job.kind == JobKind::Sweep => {
-                repo.reschedule_job(job.id, &self.lease, self.settings.sweep_interval).await?.then_some(Outcome::Done)
-            }
-            Ok(()) => repo.complete_job(job.id, &self.lease).await?.then_some(Outcome::Done),
+            Ok(Some(after)) => repo.reschedule_job(job.id, &self.lease, after).await?.then_some(Outcome::Done),
+            Ok(None) => repo.complete_job(job.id, &self.lease).await?.then_some(Outcome::Done),
             Err(err) => {
                 let error = format!("{err:#}");
-                // The sweep recurs whatever happens: it never gives up.
-                let last = job.kind != JobKind::Sweep && job.attempts as u32 >= self.settings.max_attempts;
-                let retry_after = (!last).then(|| self.settings.backoff_after(job.attempts as u32));
+                let last = !job.kind.retries_forever() && job.attempts as u32 >= self.settings.max_attempts;
+                let retry_after = (!last).then(|| self.settings.retry_policy().backoff_after(job.attempts as u32));
                 tracing::warn!(error = %error, last, ?retry_after, "job failed");
                 let state = repo.fail_job(job.id, &self.lease, &error, retry_after).await?;
-                if let (Some(JobState::Failed), JobKind::VerifyObject, Some(id)) = (state, job.kind, job.upload_id)
-                    && let Err(err) = self.uploads.give_up_verification(id, &error).await
-                {
-                    tracing::warn!(error = %err, "cannot record the failed verification");
+                if state == Some(JobState::Failed) {
+                    self.give_up(job, &error).await;
                 }
                 state.map(|s| if s == JobState::Failed { Outcome::Failed } else { Outcome::Retrying })
             }

@@ -151,13 +151,16 @@ async fn verification_records_verified_corrupt_and_computed_digests() {
     assert_nothing_left(&app).await;
 }
 
-/// As if the API died between S3 and the database: `completing`, untouched for longer than the threshold.
+/// As if the API died between S3 and the database: `completing`, its lease lapsed longer ago than the threshold.
 async fn strand_in_completing(app: &TestApp, id: Uuid) {
-    sqlx::query("UPDATE uploads SET state = 'completing', updated_at = now() - interval '2 minutes' WHERE id = $1")
-        .bind(id)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE uploads SET state = 'completing', completion_epoch = completion_epoch + 1, \
+         completing_until = now() - interval '2 minutes' WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -175,9 +178,9 @@ async fn uploads_stuck_in_completing_are_recovered() {
     // A chunk never arrived: cannot complete, back to uploading so the client can send it.
     let incomplete = upload_chunks(&app, &data, 5 * MIB, 1).await;
     strand_in_completing(&app, incomplete).await;
-    // Completing right now (a live API is on it): not the worker's business yet.
+    // Completing right now (a live API holds the lease): not the worker's business yet.
     let in_progress = upload_chunks(&app, &data, 5 * MIB, 2).await;
-    sqlx::query("UPDATE uploads SET state = 'completing' WHERE id = $1")
+    sqlx::query("UPDATE uploads SET state = 'completing', completing_until = now() + interval '1 hour' WHERE id = $1")
         .bind(in_progress)
         .execute(&app.pool)
         .await

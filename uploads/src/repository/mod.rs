@@ -34,6 +34,10 @@ pub struct UploadRecord {
     pub object_sha256: Option<Vec<u8>>,
     pub verified_at: Option<DateTime<Utc>>,
     pub verification_error: Option<String>,
+    /// Completions begun so far; the current one's finish and abandon are guarded by it.
+    pub completion_epoch: i64,
+    /// While `completing`: the completion's lease, refreshed while it runs.
+    pub completing_until: Option<DateTime<Utc>>,
 }
 
 impl UploadRecord {
@@ -99,7 +103,7 @@ macro_rules! upload_columns {
     () => {
         "id, owner, state, filename, content_type, size, chunk_size, total_chunks, metadata, \
          declared_sha256, object_key, s3_upload_id, etag, created_at, updated_at, expires_at, completed_at, \
-         verification_state, object_sha256, verified_at, verification_error"
+         verification_state, object_sha256, verified_at, verification_error, completion_epoch, completing_until"
     };
 }
 
@@ -122,7 +126,7 @@ mod queue;
 mod upkeep;
 mod uploads;
 
-pub use queue::{ClaimedJob, JobKind, JobState, Lease};
+pub use queue::{ClaimedJob, JobKind, JobState, Lease, RetryPolicy};
 pub use uploads::find_upload;
 
 fn ttl_seconds(ttl: Duration) -> f64 {

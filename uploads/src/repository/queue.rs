@@ -19,6 +19,16 @@ pub enum JobKind {
     RecoverCompletion,
 }
 
+impl JobKind {
+    pub const ALL: [Self; 4] = [Self::Sweep, Self::ExpireUpload, Self::VerifyObject, Self::RecoverCompletion];
+
+    /// The sweep recurs, an upload must never stay `completing` forever nor its parts live forever: these keep
+    /// retrying with capped backoff. Only a verification may fail for good (the upload then says so).
+    pub fn retries_forever(self) -> bool {
+        matches!(self, Self::Sweep | Self::ExpireUpload | Self::RecoverCompletion)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
 #[sqlx(type_name = "job_state", rename_all = "lowercase")]
 pub enum JobState {
@@ -39,6 +49,23 @@ pub struct ClaimedJob {
     pub attempts: i32,
 }
 
+/// How failed jobs are retried: `backoff * 2^(attempt-1)`, at most `backoff_max`, until `max_attempts`
+/// (for the kinds that may fail for good).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (1-based).
+    pub fn backoff_after(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+        self.backoff.saturating_mul(factor).min(self.backoff_max)
+    }
+}
+
 /// Who holds a job, and for how long each claim or renewal holds it.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -47,26 +74,61 @@ pub struct Lease {
 }
 
 impl Repository {
-    /// Claims the most overdue job: a queued one whose time has come, or a running one whose worker stopped
-    /// renewing its lease. Concurrent claimers skip each other's locked rows instead of waiting.
+    /// Claims the most overdue queued job whose time has come. Concurrent claimers skip each other's locked
+    /// rows instead of waiting.
     #[tracing::instrument(skip_all)]
     pub async fn claim_job(&self, lease: &Lease) -> Result<Option<ClaimedJob>, sqlx::Error> {
         sqlx::query_as(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1, \
-                 lease_expires_at = now() + make_interval(secs => $2), updated_at = now() \
-             WHERE id = ( \
-                 SELECT id FROM jobs \
-                 WHERE (state = 'queued' AND run_at <= now()) OR (state = 'running' AND lease_expires_at <= now()) \
-                 ORDER BY LEAST(run_at, lease_expires_at) \
-                 LIMIT 1 \
-                 FOR UPDATE SKIP LOCKED \
-             ) \
-             RETURNING id, kind, upload_id, attempts",
+            r#"UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $1,
+                   lease_expires_at = now() + make_interval(secs => $2), updated_at = now()
+               WHERE id = (
+                   SELECT id FROM jobs WHERE state = 'queued' AND run_at <= now()
+                   ORDER BY run_at
+                   LIMIT 1
+                   FOR UPDATE SKIP LOCKED
+               )
+               RETURNING id, kind, upload_id, attempts"#,
         )
         .bind(&lease.owner)
         .bind(ttl_seconds(lease.duration))
         .fetch_optional(&self.pool)
         .await
+    }
+
+    /// Takes back the jobs whose worker stopped renewing their lease (it crashed, stalled or was killed): each
+    /// is queued again after the backoff its attempts call for, or failed for good once they are spent (for the
+    /// kinds that may fail), so a job that kills its worker every time cannot run in a tight loop. Returns the
+    /// jobs failed this way.
+    #[tracing::instrument(skip_all)]
+    pub async fn reclaim_abandoned_jobs(&self, retry: &RetryPolicy) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+        let forever: Vec<JobKind> = JobKind::ALL.into_iter().filter(|k| k.retries_forever()).collect();
+        sqlx::query_as(
+            r#"WITH abandoned AS (
+                   SELECT id, attempts >= $1 AND NOT (kind = ANY($4)) AS spent FROM jobs
+                   WHERE state = 'running' AND lease_expires_at <= now()
+                   FOR UPDATE SKIP LOCKED
+               )
+               UPDATE jobs SET
+                   state = CASE WHEN abandoned.spent THEN 'failed'::job_state ELSE 'queued'::job_state END,
+                   run_at = now() + make_interval(secs => LEAST($2 * power(2, LEAST(GREATEST(attempts - 1, 0), 30)), $3)),
+                   finished_at = CASE WHEN abandoned.spent THEN now() END,
+                   last_error = 'the worker holding this job stopped renewing its lease (crashed, stalled or killed)',
+                   lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+               FROM abandoned WHERE jobs.id = abandoned.id
+               RETURNING jobs.id, kind, upload_id, attempts, abandoned.spent"#,
+        )
+        .bind(retry.max_attempts as i32)
+        .bind(retry.backoff.as_secs_f64())
+        .bind(retry.backoff_max.as_secs_f64())
+        .bind(&forever)
+        .fetch_all(&self.pool)
+        .await
+        .map(|rows: Vec<(i64, JobKind, Option<Uuid>, i32, bool)>| {
+            rows.into_iter()
+                .filter(|(.., spent)| *spent)
+                .map(|(id, kind, upload_id, attempts, _)| ClaimedJob { id, kind, upload_id, attempts })
+                .collect()
+        })
     }
 
     /// Extends the lease; `false` when another worker took the job over (this one must stop).

@@ -22,17 +22,17 @@ impl Repository {
         Ok(queued.rows_affected())
     }
 
-    /// Queues a recovery for every upload `completing` for longer than `threshold`. An upload stuck again after
-    /// an earlier recovery finished gets its job queued again.
+    /// Queues a recovery for every completion whose lease lapsed more than `threshold` ago: the backstop for a
+    /// recovery job lost with its worker (each completion queues its own when it begins).
     #[tracing::instrument(skip_all)]
     pub async fn enqueue_stuck_completions(&self, threshold: Duration) -> Result<u64, sqlx::Error> {
         let queued = sqlx::query(
-            "INSERT INTO jobs (kind, upload_id) \
-             SELECT 'recover_completion', id FROM uploads \
-             WHERE state = 'completing' AND updated_at <= now() - make_interval(secs => $1) \
-             ON CONFLICT (kind, upload_id) DO UPDATE SET \
-                 state = 'queued', attempts = 0, run_at = now(), finished_at = NULL, updated_at = now() \
-             WHERE jobs.state = 'done'",
+            r#"INSERT INTO jobs (kind, upload_id)
+               SELECT 'recover_completion', id FROM uploads
+               WHERE state = 'completing' AND completing_until <= now() - make_interval(secs => $1)
+               ON CONFLICT (kind, upload_id) DO UPDATE SET
+                   state = 'queued', attempts = 0, run_at = now(), finished_at = NULL, updated_at = now()
+               WHERE jobs.state = 'done'"#,
         )
         .bind(ttl_seconds(threshold))
         .execute(&self.pool)

@@ -1,9 +1,36 @@
 //! Uploads: creating one, reading it, and its guarded state transitions.
 
+use std::time::Duration;
+
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{NewUpload, Repository, UploadRecord, ttl_seconds};
+
+/// Drops the queued recovery job of a completion that settled (a worker running it finds nothing to do).
+macro_rules! recovery_not_needed {
+    ($settled:literal) => {
+        concat!(
+            "unneeded AS (DELETE FROM jobs WHERE kind = 'recover_completion' AND state = 'queued' \
+             AND upload_id IN (SELECT id FROM ",
+            $settled,
+            "))"
+        )
+    };
+}
+
+/// `completing ->` elsewhere for completion `$2`, dropping its queued recovery in the same statement.
+macro_rules! settle_sql {
+    ($set:literal) => {
+        concat!(
+            "WITH settled AS (",
+            transition_sql!($set, "state = 'completing' AND completion_epoch = $2"),
+            "), ",
+            recovery_not_needed!("settled"),
+            " SELECT * FROM settled"
+        )
+    };
+}
 
 impl Repository {
     #[tracing::instrument(skip_all, fields(upload_id = %new.id))]
@@ -36,35 +63,103 @@ impl Repository {
         find_upload(&self.pool, id).await
     }
 
-    /// `uploading -> completing`; `None` when the upload is not live. Only one caller can win this.
+    /// `uploading -> completing` under a new epoch and a lease of `lease`, or the takeover of a completion whose
+    /// lease lapsed (its process died, or gave up after a transient failure). `None` when neither holds: only
+    /// one caller can win this. In the same statement the recovery job is queued for when the lease would
+    /// lapse, so a completion whose process dies is finished by a worker without waiting for a sweep.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn begin_completion(&self, id: Uuid) -> Result<Option<UploadRecord>, sqlx::Error> {
-        self.transition(transition_sql!("state = 'completing'", "state = 'uploading' AND expires_at > now()"), id).await
+    pub async fn begin_completion(&self, id: Uuid, lease: Duration) -> Result<Option<UploadRecord>, sqlx::Error> {
+        sqlx::query_as(concat!(
+            "WITH begun AS (",
+            transition_sql!(
+                "state = 'completing', completion_epoch = completion_epoch + 1, \
+                 completing_until = now() + make_interval(secs => $2)",
+                "((state = 'uploading' AND expires_at > now()) OR (state = 'completing' AND completing_until <= now()))"
+            ),
+            r#"), recovery AS (
+                INSERT INTO jobs (kind, upload_id, run_at) SELECT 'recover_completion', id, completing_until FROM begun
+                ON CONFLICT (kind, upload_id) DO UPDATE SET
+                    state = 'queued', attempts = 0, run_at = EXCLUDED.run_at, last_error = NULL, finished_at = NULL,
+                    updated_at = now()
+                WHERE jobs.state <> 'running'
+            )
+            SELECT * FROM begun"#
+        ))
+        .bind(id)
+        .bind(ttl_seconds(lease))
+        .fetch_optional(&self.pool)
+        .await
     }
 
-    /// `completing -> uploading`, when chunks are missing or S3 refused the completion.
-    #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn abandon_completion(&self, id: Uuid) -> Result<Option<UploadRecord>, sqlx::Error> {
-        self.transition(transition_sql!("state = 'uploading'", "state = 'completing'"), id).await
+    /// Extends the lease of completion `epoch`; `false` when it no longer holds it (finished, or taken over).
+    #[tracing::instrument(skip_all, fields(upload_id = %id, epoch))]
+    pub async fn renew_completion(&self, id: Uuid, epoch: i64, lease: Duration) -> Result<bool, sqlx::Error> {
+        let renewed = sqlx::query(
+            r#"UPDATE uploads SET completing_until = now() + make_interval(secs => $3)
+               WHERE id = $1 AND state = 'completing' AND completion_epoch = $2"#,
+        )
+        .bind(id)
+        .bind(epoch)
+        .bind(ttl_seconds(lease))
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
     }
 
-    /// `completing -> completed` with the object's ETag, enqueueing its verification in the same statement
-    /// (so in the same transaction): no completed object goes unverified, whoever completed it.
-    #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn finish_completion(&self, id: Uuid, etag: &str) -> Result<Option<UploadRecord>, sqlx::Error> {
+    /// Completion `epoch` failed in a way a retry may mend: it stays `completing` (S3 may have assembled the
+    /// object) with its lease lapsed at once, so the next `complete` or the recovery job takes it over.
+    #[tracing::instrument(skip_all, fields(upload_id = %id, epoch))]
+    pub async fn release_completion(&self, id: Uuid, epoch: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            r#"UPDATE uploads SET completing_until = now(), updated_at = now()
+               WHERE id = $1 AND state = 'completing' AND completion_epoch = $2"#,
+        )
+        .bind(id)
+        .bind(epoch)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+
+    /// `completing -> uploading` for completion `epoch`, when S3 definitively lacks or refuses parts: the client
+    /// resends them.
+    #[tracing::instrument(skip_all, fields(upload_id = %id, epoch))]
+    pub async fn abandon_completion(&self, id: Uuid, epoch: i64) -> Result<Option<UploadRecord>, sqlx::Error> {
+        self.transition_epoch(settle_sql!("state = 'uploading', completing_until = NULL"), id, epoch).await
+    }
+
+    /// `completing -> aborted` for completion `epoch`, when S3 holds neither the parts nor a right object: the
+    /// upload cannot be completed any more.
+    #[tracing::instrument(skip_all, fields(upload_id = %id, epoch))]
+    pub async fn lose_completion(&self, id: Uuid, epoch: i64) -> Result<Option<UploadRecord>, sqlx::Error> {
+        self.transition_epoch(settle_sql!("state = 'aborted', completing_until = NULL"), id, epoch).await
+    }
+
+    /// `completing -> completed` for completion `epoch`, with the object's ETag, enqueueing its verification in
+    /// the same statement (so in the same transaction): no completed object goes unverified, whoever completed it.
+    #[tracing::instrument(skip_all, fields(upload_id = %id, epoch))]
+    pub async fn finish_completion(
+        &self,
+        id: Uuid,
+        epoch: i64,
+        etag: &str,
+    ) -> Result<Option<UploadRecord>, sqlx::Error> {
         sqlx::query_as(concat!(
             "WITH completed AS (",
             transition_sql!(
-                "state = 'completed', etag = $2, completed_at = now(), verification_state = 'pending'",
-                "state = 'completing'"
+                "state = 'completed', etag = $3, completed_at = now(), completing_until = NULL, \
+                 verification_state = 'pending'",
+                "state = 'completing' AND completion_epoch = $2"
             ),
-            "), queued AS ( \
-                 INSERT INTO jobs (kind, upload_id) SELECT 'verify_object', id FROM completed \
-                 ON CONFLICT (kind, upload_id) DO NOTHING \
-             ) \
-             SELECT * FROM completed"
+            r#"), queued AS (
+                INSERT INTO jobs (kind, upload_id) SELECT 'verify_object', id FROM completed
+                ON CONFLICT (kind, upload_id) DO NOTHING
+            ), "#,
+            recovery_not_needed!("completed"),
+            " SELECT * FROM completed"
         ))
         .bind(id)
+        .bind(epoch)
         .bind(etag)
         .fetch_optional(&self.pool)
         .await
@@ -85,6 +180,15 @@ impl Repository {
 
     async fn transition(&self, sql: &'static str, id: Uuid) -> Result<Option<UploadRecord>, sqlx::Error> {
         sqlx::query_as(sql).bind(id).fetch_optional(&self.pool).await
+    }
+
+    async fn transition_epoch(
+        &self,
+        sql: &'static str,
+        id: Uuid,
+        epoch: i64,
+    ) -> Result<Option<UploadRecord>, sqlx::Error> {
+        sqlx::query_as(sql).bind(id).bind(epoch).fetch_optional(&self.pool).await
     }
 }
 

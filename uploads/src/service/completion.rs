@@ -1,9 +1,10 @@
 //! Completion: `uploading -> completing -> completed`, with S3's ListParts as the truth, whether a client's
 //! `complete` or the worker's recovery of a completion an API process left half done drives it.
 
+use std::future::Future;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{PartMismatch, UploadError, Uploads, gone_check};
@@ -11,80 +12,155 @@ use crate::domain::{IndexRanges, Sha256Digest, UploadState};
 use crate::repository::{UploadRecord, VerifiedChunk};
 use crate::storage::{PartToComplete, StorageError};
 
-/// How long a second `complete` waits for a concurrent one before answering 409.
-const COMPLETION_WAIT: Duration = Duration::from_secs(60);
+/// How long a `complete` waits for a concurrent completion before answering 409 (the client retries after
+/// `Retry-After`): shorter than the read timeout of most clients.
+const COMPLETION_WAIT: Duration = Duration::from_secs(20);
+/// The first and the longest pause between two looks at a concurrent completion.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 
-/// What a completion does with its upload when S3 or Postgres fails in a way a retry may mend.
+/// What a failed completion does with its upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AfterTransientFailure {
-    /// The API's client is told and may complete again at once.
-    ReturnToUploading,
-    /// The worker's recovery runs again after a backoff.
-    StayCompleting,
+enum AfterFailure {
+    /// S3 lacks or refuses parts: back to `uploading`, the client resends them.
+    Resend,
+    /// S3 holds neither the parts nor the right object: the upload can never complete.
+    Lost,
+    /// A transient fault; S3 may have assembled the object: stay `completing`, the lease released for a retry.
+    Retry,
+}
+
+impl UploadError {
+    fn after_failed_completion(&self) -> AfterFailure {
+        match self {
+            Self::ChunksMissing { .. } | Self::PartMismatch { .. } | Self::Storage(StorageError::InvalidPart(_)) => {
+                AfterFailure::Resend
+            }
+            Self::Lost { .. } => AfterFailure::Lost,
+            _ => AfterFailure::Retry,
+        }
+    }
+}
+
+/// What the worker's recovery found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Nothing (more) to do: completed, back to uploading, lost, or not completing at all.
+    Settled,
+    /// A live completion holds the lease until then: look again at that time.
+    NotDue(DateTime<Utc>),
 }
 
 impl Uploads {
     /// Stitches the chunks into the object. Idempotent: completing a completed upload returns it again.
-    /// Of two concurrent calls one wins the `uploading -> completing` transition and calls S3; the other
-    /// waits for its outcome.
+    /// Of concurrent calls one wins the `uploading -> completing` transition and calls S3; the others wait for
+    /// its outcome (or take over once its lease lapses). The work runs detached from the caller: a client that
+    /// gives up does not abandon S3 and Postgres halfway, and its retry finds the result.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
     pub async fn complete(&self, id: Uuid) -> Result<UploadRecord, UploadError> {
         let deadline = tokio::time::Instant::now() + COMPLETION_WAIT;
-        let upload = loop {
-            if let Some(upload) = self.repo.begin_completion(id).await? {
-                break upload;
+        let mut pause = FIRST_PAUSE;
+        loop {
+            if let Some(upload) = self.repo.begin_completion(id, self.policy.completion_lease).await? {
+                let this = self.clone();
+                let span = tracing::Span::current();
+                let drive =
+                    tokio::spawn(tracing::Instrument::instrument(async move { this.drive(upload).await }, span));
+                return drive.await.map_err(|e| UploadError::TaskFailed(e.to_string()))?;
             }
             let current = self.repo.find_upload(id).await?.ok_or(UploadError::NotFound)?;
             match current.state {
                 UploadState::Completed => return Ok(current),
                 UploadState::Completing if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LONGEST_PAUSE);
                 }
                 UploadState::Completing => return Err(UploadError::CompletionInProgress),
+                // The other completion was abandoned between our two looks: try again.
+                UploadState::Uploading if !current.is_expired(Utc::now()) => {}
                 _ => {
                     return Err(gone_check(&current, Utc::now())
                         .err()
                         .unwrap_or(UploadError::NotUploading(current.state)));
                 }
             }
-        };
-        self.settle(upload, AfterTransientFailure::ReturnToUploading).await
+        }
     }
 
-    /// Finishes a completion an API process left in `completing` for longer than `threshold` (it died): the
-    /// object is assembled, or found already assembled; when S3 definitively cannot, the upload goes back to
-    /// `uploading` so the client can resend. A transient failure leaves it `completing` for the next attempt.
+    /// Finishes a completion whose process died or gave up: once its lease lapsed, takes it over and drives it
+    /// like `complete` does. A live completion is left alone until its lease would lapse.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn recover_completion(&self, id: Uuid, threshold: Duration) -> Result<(), UploadError> {
-        let Some(upload) = self.repo.find_upload(id).await? else { return Ok(()) };
-        let stuck = upload.state == UploadState::Completing && upload.updated_at <= Utc::now() - threshold;
-        if !stuck {
-            return Ok(());
+    pub async fn recover_completion(&self, id: Uuid) -> Result<Recovery, UploadError> {
+        let Some(upload) = self.repo.find_upload(id).await? else { return Ok(Recovery::Settled) };
+        match (upload.state, upload.completing_until) {
+            (UploadState::Completing, Some(until)) if until > Utc::now() => return Ok(Recovery::NotDue(until)),
+            (UploadState::Completing, _) => {}
+            _ => return Ok(Recovery::Settled),
         }
-        match self.settle(upload, AfterTransientFailure::StayCompleting).await {
+        let Some(upload) = self.repo.begin_completion(id, self.policy.completion_lease).await? else {
+            // Taken over by a client's `complete` meanwhile: look again when its lease would lapse.
+            let until = self.repo.find_upload(id).await?.and_then(|u| u.completing_until);
+            return Ok(until.map_or(Recovery::Settled, Recovery::NotDue));
+        };
+        match self.drive(upload).await {
             Ok(_) => tracing::info!("interrupted completion finished"),
-            Err(err) if err.is_definitive_refusal() => {
-                tracing::warn!(error = %err, "interrupted completion cannot finish: uploading again");
+            Err(err) if err.after_failed_completion() != AfterFailure::Retry => {
+                tracing::warn!(error = %err, "interrupted completion cannot finish");
             }
             Err(err) => return Err(err),
         }
-        Ok(())
+        Ok(Recovery::Settled)
     }
 
-    /// The one road from `completing`: stitch, then `completed`, or back to `uploading` when S3 definitively
-    /// refuses (or, for `ReturnToUploading`, on any failure).
-    async fn settle(&self, upload: UploadRecord, after: AfterTransientFailure) -> Result<UploadRecord, UploadError> {
-        let id = upload.id;
-        match self.stitch(&upload).await {
-            Ok(etag) => match self.repo.finish_completion(id, &etag).await? {
-                Some(completed) => Ok(completed),
-                None => self.repo.find_upload(id).await?.ok_or(UploadError::NotFound),
+    /// The one road from `completing`, holding the completion's lease all along: stitch, then `completed`;
+    /// on failure, whatever the failure calls for ([`AfterFailure`]).
+    async fn drive(&self, upload: UploadRecord) -> Result<UploadRecord, UploadError> {
+        let (id, epoch) = (upload.id, upload.completion_epoch);
+        let stitched = self.holding_lease(id, epoch, self.stitch(&upload)).await;
+        let failure = match stitched {
+            Ok(etag) => {
+                return match self.repo.finish_completion(id, epoch, &etag).await? {
+                    Some(completed) => Ok(completed),
+                    // This completion's lease lapsed and another took over: it reaches the same object.
+                    None => match self.repo.find_upload(id).await?.ok_or(UploadError::NotFound)? {
+                        done if done.state == UploadState::Completed => Ok(done),
+                        _ => Err(UploadError::CompletionInProgress),
+                    },
+                };
+            }
+            Err(err) => err,
+        };
+        let settled = match failure.after_failed_completion() {
+            AfterFailure::Resend => self.repo.abandon_completion(id, epoch).await.map(|_| ()),
+            AfterFailure::Lost => match self.repo.lose_completion(id, epoch).await {
+                Ok(Some(lost)) => self.remove_stored_bytes(&lost).await.or_else(|err| {
+                    // The sweep aborts what is left of a row that is no longer live.
+                    tracing::warn!(error = %err, "cannot remove what S3 holds of a lost upload");
+                    Ok(())
+                }),
+                other => other.map(|_| ()),
             },
-            Err(err) => {
-                if err.is_definitive_refusal() || after == AfterTransientFailure::ReturnToUploading {
-                    self.repo.abandon_completion(id).await?;
-                }
-                Err(err)
+            AfterFailure::Retry => self.repo.release_completion(id, epoch).await,
+        };
+        if let Err(err) = settled {
+            // The lease lapses by itself and the recovery job takes over.
+            tracing::warn!(error = %err, "cannot record the failed completion");
+        }
+        Err(failure)
+    }
+
+    /// Runs `work` while renewing completion `epoch`'s lease every third of its length.
+    async fn holding_lease<T>(&self, id: Uuid, epoch: i64, work: impl Future<Output = T>) -> T {
+        let lease = self.policy.completion_lease;
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                result = &mut work => return result,
+                () = tokio::time::sleep(lease / 3) => match self.repo.renew_completion(id, epoch, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!("completion lease lost: another completion took over"),
+                    Err(err) => tracing::warn!(error = %err, "cannot renew the completion lease"),
+                },
             }
         }
     }
@@ -130,11 +206,7 @@ impl Uploads {
         if stored == Some(upload.size as u64) {
             return Ok(());
         }
-        Err(StorageError::Service {
-            code: "ObjectSizeMismatch".into(),
-            message: format!("S3 assembled {stored:?} bytes where {} were declared", upload.size),
-        }
-        .into())
+        Err(UploadError::Lost { reason: format!("S3 assembled {stored:?} bytes where {} were declared", upload.size) })
     }
 
     /// The ETag of an object S3 already assembled with the upload's part count.
@@ -145,7 +217,9 @@ impl Uploads {
             {
                 Ok(object.etag)
             }
-            _ => Err(StorageError::NoSuchUpload.into()),
+            _ => {
+                Err(UploadError::Lost { reason: "S3 holds neither the upload's parts nor its assembled object".into() })
+            }
         }
     }
 

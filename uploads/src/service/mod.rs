@@ -19,6 +19,7 @@ mod sweep;
 mod validation;
 mod verification;
 
+pub use completion::Recovery;
 pub use downloads::DownloadableFile;
 pub use sweep::{SweepReport, SweepSettings};
 
@@ -55,6 +56,10 @@ pub enum UploadError {
     PartMismatch { mismatches: Vec<PartMismatch> },
     #[error("another request is completing this upload")]
     CompletionInProgress,
+    #[error("the upload cannot be completed any more: {reason}; start a new upload")]
+    Lost { reason: String },
+    #[error("the completion task failed: {0}")]
+    TaskFailed(String),
     #[error("the upload is {}: only completed uploads can be downloaded", .0.as_str())]
     NotCompleted(UploadState),
     #[error(transparent)]
@@ -220,10 +225,17 @@ impl Uploads {
             return Ok(chunk);
         }
         let refusal = self.explain_refusal(id, Some(index)).await;
-        if !matches!(refusal, UploadError::NotUploading(UploadState::Uploading)) {
+        let live = matches!(refusal, UploadError::NotUploading(UploadState::Uploading));
+        let completed = matches!(refusal, UploadError::NotUploading(UploadState::Completed));
+        if !live && !completed {
             return Err(refusal);
         }
         match self.repo.find_chunk(id, index).await? {
+            // The same report again after completion is the report on record: idempotent, as the contract says.
+            Some(chunk) if completed && chunk.sha256 == sha256.as_bytes() && chunk.etag.as_deref() == Some(&etag) => {
+                Ok(chunk)
+            }
+            _ if completed => Err(refusal),
             None => Err(UploadError::ChunkNotDeclared { index }),
             Some(chunk) => Err(UploadError::ChecksumConflict {
                 index,
@@ -235,10 +247,17 @@ impl Uploads {
     /// Where the upload stands; with `reconcile`, after taking S3's ListParts as the truth.
     #[tracing::instrument(skip_all, fields(upload_id = %id, reconcile))]
     pub async fn status(&self, id: Uuid, reconcile: bool) -> Result<UploadStatus, UploadError> {
-        let upload = self.repo.find_upload(id).await?.ok_or(UploadError::NotFound)?;
+        let mut upload = self.repo.find_upload(id).await?.ok_or(UploadError::NotFound)?;
         gone_check(&upload, Utc::now())?;
         if reconcile && upload.state == UploadState::Uploading {
-            self.reconcile(&upload).await?;
+            match self.reconcile(&upload).await {
+                // S3 may have assembled the object (a completion cut off after CompleteMultipartUpload): a
+                // completion finds it and finishes, or finds the upload lost.
+                Err(UploadError::Storage(StorageError::NoSuchUpload)) => upload = self.complete(id).await?,
+                other => {
+                    other?;
+                }
+            }
         }
         self.status_of(upload).await
     }
@@ -275,18 +294,6 @@ impl Uploads {
             }
             _ => UploadError::NotUploading(UploadState::Uploading),
         }
-    }
-}
-
-impl UploadError {
-    /// S3 does not hold the parts (or the object) a completion needs: a retry would only repeat the refusal.
-    pub fn is_definitive_refusal(&self) -> bool {
-        matches!(
-            self,
-            Self::ChunksMissing { .. }
-                | Self::PartMismatch { .. }
-                | Self::Storage(StorageError::NoSuchUpload | StorageError::InvalidPart(_))
-        )
     }
 }
 

@@ -37,7 +37,7 @@ impl Uploads {
 
     /// Aborts the multipart upload and deletes the object, should S3 have assembled one (a completion cut off
     /// after CompleteMultipartUpload): no bytes outlive a row that is no longer live. Both calls are idempotent.
-    async fn remove_stored_bytes(&self, upload: &UploadRecord) -> Result<(), UploadError> {
+    pub(super) async fn remove_stored_bytes(&self, upload: &UploadRecord) -> Result<(), UploadError> {
         if let Some(s3_upload_id) = &upload.s3_upload_id {
             self.storage.abort_multipart_upload(&upload.object_key, s3_upload_id).await?;
         }

@@ -58,9 +58,16 @@ impl Uploads {
             let ids: Vec<String> = batch.iter().map(|u| u.upload_id.clone()).collect();
             let live: HashSet<String> = self.repo.live_s3_upload_ids(&ids).await?.into_iter().collect();
             for orphan in batch.iter().filter(|u| !live.contains(&u.upload_id)) {
-                self.storage.abort_multipart_upload(&orphan.key, &orphan.upload_id).await?;
-                tracing::info!(key = %orphan.key, s3_upload_id = %orphan.upload_id, "aborted orphan multipart upload");
-                aborted += 1;
+                // One that fails is tried again by the next sweep; the others need not wait for it.
+                match self.storage.abort_multipart_upload(&orphan.key, &orphan.upload_id).await {
+                    Ok(()) => {
+                        tracing::info!(key = %orphan.key, s3_upload_id = %orphan.upload_id, "aborted orphan multipart upload");
+                        aborted += 1;
+                    }
+                    Err(err) => {
+                        tracing::warn!(key = %orphan.key, s3_upload_id = %orphan.upload_id, error = %err, "cannot abort orphan multipart upload");
+                    }
+                }
             }
         }
         Ok((seen, aborted))
