@@ -18,6 +18,10 @@
 //!
 //! Faults apply to open connections as well as new ones, from the next read on. Dropping the proxy closes
 //! its listener and every connection; it leaves no task behind. Modelled on crates.io's test `ChaosProxy`.
+//!
+//! The proxy relays on the test's own runtime: a test that blocks its thread (`std::process::Command::
+//! output`, `std::thread::sleep`) while other processes talk through the proxy must run `multi_thread` or
+//! block inside `spawn_blocking`, or the proxy stalls with it.
 
 use std::io;
 use std::net::SocketAddr;
