@@ -2,9 +2,11 @@
 //! LocalStack bucket per test. `make test` starts Postgres and LocalStack and exports where they are.
 
 mod app;
+mod chaos;
 mod http;
 
 pub use app::{TestApp, TestEnv};
+pub use chaos::{ChaosProxy, Fault, Traffic};
 pub use http::{ChunkUrl, random_bytes, sha256_hex};
 
 /// A binary of this workspace (`api`, `worker`, `upl`), built by `make test` before the suite runs.
