@@ -12,8 +12,9 @@ CORS_RULES = {
     "CORSRules": [
         {
             "AllowedOrigins": ["*"],
-            "AllowedMethods": ["PUT", "GET", "HEAD"],
+            "AllowedMethods": ["PUT", "POST", "GET", "HEAD"],
             "AllowedHeaders": ["*"],
+            # POST: browser form uploads with a presigned POST policy (Uppy's small-file path).
             # Without ETag here a browser cannot read the part's ETag it must report back.
             "ExposeHeaders": ["ETag", "Content-Range", "Content-Length", "Accept-Ranges"],
             "MaxAgeSeconds": 3600,

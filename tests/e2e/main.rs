@@ -2,6 +2,7 @@
 
 mod chaos;
 mod cli;
+mod completion;
 mod downloads;
 mod foundation;
 mod lifecycle;

@@ -46,6 +46,7 @@ impl TestEnv {
         let rule = CorsRule::builder()
             .allowed_origins("*")
             .allowed_methods("PUT")
+            .allowed_methods("POST")
             .allowed_methods("GET")
             .allowed_methods("HEAD")
             .allowed_headers("*")
