@@ -265,3 +265,83 @@ async fn the_sweep_deletes_done_jobs_past_their_retention_and_keeps_the_rest() {
     assert_eq!(left, [("sweep".to_string(), None), ("verify_object".to_string(), Some(recent))]);
     assert_eq!(app.status(old, false).await["verification"]["state"], "computed");
 }
+
+/// As if a worker claimed the job and died: running, under a lease that has run out.
+async fn abandon_with_lapsed_lease(app: &TestApp, job_id: i64, attempts: i32) {
+    sqlx::query(
+        "UPDATE jobs SET state = 'running', attempts = $2, lease_owner = 'worker-gone', \
+         lease_expires_at = now() - interval '1 second' WHERE id = $1",
+    )
+    .bind(job_id)
+    .bind(attempts)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_vanished_waits_out_its_backoff_and_a_spent_verification_fails_for_good() {
+    let app = TestApp::spawn().await;
+    let data = random_bytes(1000);
+    let id = upload_declared(&app, &data, 5 * MIB, Some(sha256_hex(&data))).await;
+    let verify = job_of(&app, "verify_object", id).await;
+    let worker = worker(&app, |c| {
+        c.jobs.max_attempts = 3;
+        c.jobs.backoff = Duration::from_secs(3600);
+    })
+    .await;
+
+    // Crashed on its first attempt: queued again, but not before its backoff (a crash loop cannot spin).
+    abandon_with_lapsed_lease(&app, verify.id, 1).await;
+    let ran: Vec<_> = worker.tick().await.unwrap().into_iter().filter(|r| r.upload_id == Some(id)).collect();
+    assert!(ran.is_empty(), "ran at once after a crash: {ran:?}");
+    let job = job_of(&app, "verify_object", id).await;
+    assert_eq!((job.state.as_str(), job.lease_owner.as_deref()), ("queued", None), "{job:?}");
+    assert!(job.last_error.unwrap_or_default().contains("stopped renewing its lease"));
+
+    // Crashed on its last attempt: failed for good, and the upload says its verification failed.
+    abandon_with_lapsed_lease(&app, verify.id, 3).await;
+    worker.tick().await.unwrap();
+    assert_eq!(job_of(&app, "verify_object", id).await.state, "failed");
+    assert_eq!(app.status(id, false).await["verification"]["state"], "failed");
+}
+
+#[tokio::test]
+async fn expiries_and_recoveries_keep_retrying_however_often_they_fail() {
+    let app = TestApp::spawn().await;
+    let data = random_bytes(5 * MIB + 10);
+    let stuck = upload_chunks(&app, &data, 5 * MIB, 2).await;
+    strand_in_completing(&app, stuck).await;
+    let idle = upload_chunks(&app, &data, 5 * MIB, 1).await;
+    sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(idle)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    // S3 refuses every connection of this worker.
+    let (s3, endpoint) = e2e::ChaosProxy::in_front_of(app.config.service.s3.s3_endpoint.as_deref().unwrap()).await;
+    s3.refuse();
+    let worker = worker(&app, |c| {
+        c.service.s3.s3_endpoint = Some(endpoint);
+        c.jobs.max_attempts = 1;
+        c.jobs.backoff = Duration::from_millis(1);
+        c.jobs.backoff_max = Duration::from_millis(1);
+    })
+    .await;
+
+    for _ in 0..3 {
+        worker.tick().await.unwrap();
+        sqlx::query("UPDATE jobs SET run_at = now() WHERE state = 'queued'").execute(&app.pool).await.unwrap();
+    }
+    for (kind, upload) in [("recover_completion", stuck), ("expire_upload", idle)] {
+        let job = job_of(&app, kind, upload).await;
+        assert_eq!(job.state, "queued", "{job:?}");
+        assert!(job.attempts >= 2, "{job:?}");
+    }
+
+    // S3 is back: both finish.
+    s3.restore();
+    worker.tick().await.unwrap();
+    assert_eq!(upload_state(&app, stuck).await, UploadState::Completed);
+    assert_eq!(upload_state(&app, idle).await, UploadState::Expired);
+}
