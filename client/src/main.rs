@@ -1,199 +1,100 @@
 //! `upl`: a resumable command-line client of the upload service.
 
 mod api;
+mod cli;
 mod download;
 mod error;
+mod list;
+mod output;
+mod pending;
 mod progress;
 mod retry;
 mod state;
+mod token;
 mod upload;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use serde_json::Value;
-use uuid::Uuid;
+use clap::{CommandFactory, Parser};
 
 use crate::api::Api;
-use crate::error::{CliError, exit};
+use crate::cli::{Cli, Command, Global};
+use crate::error::{CliError, error_json, exit};
+use crate::output::Output;
 use crate::progress::Ui;
 use crate::retry::RetryPolicy;
 use crate::state::StateStore;
-use crate::upload::{UploadOptions, parse_size};
-
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  success
-  1  other failure (local I/O, unexpected answer)
-  2  bad usage
-  3  the file changed since the interrupted upload started (see --restart), or while it was sent
-  4  the service refused (unknown, aborted, expired or unfinished upload; invalid request)
-  5  the service or S3 stayed unreachable or failing after every retry
-  6  a download did not match the SHA-256 the service knows
-  130 interrupted (Ctrl-C); run the same command again to resume";
-
-#[derive(Debug, Parser)]
-#[command(name = "upl", version, about = "Resumable uploads to, and downloads from, the upload service", after_help = EXIT_CODES)]
-struct Cli {
-    /// Base URL of the service.
-    #[arg(long, global = true, env = "UPL_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    /// Where interrupted uploads and downloads are remembered [default: $XDG_STATE_HOME/upl or ~/.local/state/upl].
-    #[arg(long, global = true, env = "UPL_STATE_DIR")]
-    state_dir: Option<PathBuf>,
-    /// No progress bar and no remarks: only the result on stdout, errors on stderr.
-    #[arg(long, short, global = true)]
-    quiet: bool,
-    /// One line on stderr per chunk sent.
-    #[arg(long, short, global = true)]
-    verbose: bool,
-    /// Print the result as one JSON object on stdout.
-    #[arg(long, global = true)]
-    json: bool,
-    /// Retries, with exponential backoff, of network errors and 5xx answers.
-    #[arg(long, global = true, default_value_t = 8)]
-    retries: u32,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Upload FILE; run the same command again to resume after a crash, Ctrl-C or network loss.
-    Upload {
-        file: PathBuf,
-        /// Chunks sent to S3 at once.
-        #[arg(long, short, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-        parallel: u16,
-        /// Chunk size (e.g. 8MiB, 16M, 5242880); at least 5 MiB unless the file is smaller.
-        #[arg(long, value_parser = parse_size)]
-        chunk_size: Option<u64>,
-        /// Content type [default: guessed from the extension].
-        #[arg(long)]
-        content_type: Option<String>,
-        /// Abandon the interrupted upload of this file, if any, and start over.
-        #[arg(long)]
-        restart: bool,
-        /// Skip hashing the whole file (saves one read of it; downloads then cannot verify it).
-        #[arg(long)]
-        no_file_digest: bool,
-    },
-    /// Where an upload stands (checked against S3).
-    Status { id: Uuid },
-    /// Abort an upload: S3 drops its chunks.
-    Abort { id: Uuid },
-    /// Download a completed upload; run again to resume an interrupted download.
-    Download {
-        id: Uuid,
-        /// Where to write it [default: the uploaded file's name, in the current directory].
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-    },
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let out = Output { json: cli.global.json, quiet: cli.global.quiet };
     let result = tokio::select! {
         result = run(cli) => result,
         _ = tokio::signal::ctrl_c() => {
             // Everything needed to resume is already on disk: the state file is written before any chunk.
-            eprintln!("\nupl: interrupted; run the same command again to continue where it stopped");
+            let message = "interrupted; run the same command again to continue where it stopped";
+            eprintln!("\nupl: {message}");
+            if out.json {
+                out.json_line(&error_json("interrupted", message, exit::INTERRUPTED));
+            }
             return ExitCode::from(exit::INTERRUPTED);
         }
     };
     match result {
-        Ok(()) => ExitCode::from(exit::OK),
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("upl: {err}");
+            out.error(None, &err);
             ExitCode::from(err.exit_code())
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), CliError> {
-    let ui = Ui { quiet: cli.quiet, verbose: cli.verbose };
-    let api = Api::new(&cli.server, RetryPolicy::new(cli.retries), cli.quiet)
-        .map_err(|err| CliError::Other(format!("cannot set up HTTP: {err}")))?;
-    let store = StateStore::new(cli.state_dir);
-    match cli.command {
-        Command::Upload { file, parallel, chunk_size, content_type, restart, no_file_digest } => {
-            let options = UploadOptions {
-                file,
-                chunk_size,
-                parallel: usize::from(parallel),
-                content_type,
-                restart,
-                file_digest: !no_file_digest,
-            };
-            let report = upload::run(&api, &store, ui, &options).await?;
-            if cli.json {
-                print_json(&report);
-            } else {
-                if !cli.quiet {
-                    eprintln!(
-                        "upl: uploaded {} bytes, {} of {} chunks sent by this run",
-                        report.size, report.chunks_sent, report.total_chunks
-                    );
-                }
-                println!("upload id:    {}", report.upload_id);
-                println!("download url: {}", report.download_url);
-            }
-        }
-        Command::Status { id } => {
-            let status = api.status_json(id, true).await?;
-            if cli.json {
-                print_json(&status);
-            } else {
-                print_status(&status);
-            }
-        }
-        Command::Abort { id } => {
-            api.abort(id).await?;
-            if cli.json {
-                print_json(&serde_json::json!({ "uploadId": id, "state": "aborted" }));
-            } else if !cli.quiet {
-                println!("aborted {id}");
-            }
-        }
-        Command::Download { id, output } => {
-            let report = download::run(&api, &store, ui, id, output).await?;
-            if cli.json {
-                print_json(&report);
-            } else {
-                let verified = if report.verified { ", SHA-256 verified" } else { "" };
-                println!("{} ({} bytes{verified})", report.path.display(), report.size);
-            }
-        }
+/// clap's own output for --help and --version; bad usage as JSON too when `--json` or `UPL_JSON` asked for it.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let falsey = |v: String| matches!(v.to_ascii_lowercase().as_str(), "" | "0" | "false" | "no" | "off" | "n" | "f");
+    let wants_json = std::env::args().any(|arg| arg == "--json") || std::env::var("UPL_JSON").is_ok_and(|v| !falsey(v));
+    if wants_json && !matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let rendered = err.to_string();
+        let first = rendered.lines().next().unwrap_or("bad usage");
+        println!("{}", error_json("usage", first.trim_start_matches("error: "), exit::USAGE));
     }
-    Ok(())
+    let _ = err.print();
+    ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(exit::USAGE))
 }
 
-fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string(value).expect("serializable"));
-}
-
-fn print_status(status: &Value) {
-    let ranges = |key: &str| {
-        let ranges = status[key].as_array().cloned().unwrap_or_default();
-        let parts: Vec<String> = ranges
-            .iter()
-            .map(|r| match (r[0].as_u64(), r[1].as_u64()) {
-                (Some(a), Some(b)) if a == b => a.to_string(),
-                (Some(a), Some(b)) => format!("{a}-{b}"),
-                _ => r.to_string(),
-            })
-            .collect();
-        if parts.is_empty() { "none".to_string() } else { parts.join(", ") }
+/// Runs one command; returns the exit code (a command over several files can partly fail).
+async fn run(cli: Cli) -> Result<u8, CliError> {
+    let Global { server, token, token_file, state_dir, quiet, verbose, json, retries, progress_interval } = cli.global;
+    let out = Output { json, quiet };
+    let ui = Ui { quiet, verbose, plain_every: Duration::from_secs_f64(progress_interval) };
+    // Read only by the commands that talk to a service, so `completions` works whatever the environment holds.
+    let api = || -> Result<Api, CliError> {
+        let token = token::resolve(token.clone(), token_file.as_deref())?;
+        Api::new(&server, token, RetryPolicy::new(retries), quiet)
+            .map_err(|err| CliError::Other(format!("cannot set up HTTP: {err}")))
     };
-    println!("upload:   {}", status["uploadId"].as_str().unwrap_or_default());
-    println!("state:    {}", status["state"].as_str().unwrap_or_default());
-    println!("file:     {} ({} bytes)", status["filename"].as_str().unwrap_or_default(), status["size"]);
-    println!("received: {} of {} bytes; chunks {}", status["receivedBytes"], status["size"], ranges("receivedChunks"));
-    println!("missing:  {}", ranges("missingChunks"));
-    if let Some(url) = status["downloadUrl"].as_str() {
-        println!("download: {url}");
+    let store = StateStore::new(state_dir.clone());
+    match cli.command {
+        Command::Upload(args) => return upload::run_all(&api()?, &store, ui, out, &args).await,
+        Command::Status { id } => out.status(&api()?.status_json(id, true).await?),
+        Command::Abort { id } => {
+            api()?.abort(id).await?;
+            out.aborted(id);
+        }
+        Command::Download(args) => out.downloaded(&download::run(&api()?, &store, ui, &args).await?),
+        Command::List(args) => list::run(&api()?, out, &args).await?,
+        Command::Pending => pending::list(&api()?, &store, out).await,
+        Command::Forget { id, abort } => pending::forget(&api()?, &store, out, id, abort).await?,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "upl", &mut std::io::stdout());
+        }
     }
+    Ok(exit::OK)
 }

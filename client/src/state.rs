@@ -52,7 +52,11 @@ impl FileIdentity {
 #[serde(rename_all = "camelCase")]
 pub struct SavedUpload {
     pub server: String,
-    pub upload_id: Uuid,
+    /// Sent with every attempt to create the upload; saved before the first, so a run that died before the
+    /// answer arrived creates with the same key, and the service answers with the upload it already made.
+    pub idempotency_key: Uuid,
+    /// `None` until the service answered the create.
+    pub upload_id: Option<Uuid>,
     pub file: FileIdentity,
     pub chunk_size: u64,
 }
@@ -65,6 +69,32 @@ pub struct SavedDownload {
     pub part: PathBuf,
     /// The ETag of the first response: every continuation asks `If-Match` on it.
     pub etag: String,
+    /// The whole file's size, for `upl pending` to show progress without asking the service.
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+/// One interrupted transfer found in the state directory.
+#[derive(Debug, Clone)]
+pub enum Pending {
+    Upload(SavedUpload),
+    Download(SavedDownload),
+}
+
+impl Pending {
+    pub fn server(&self) -> &str {
+        match self {
+            Self::Upload(saved) => &saved.server,
+            Self::Download(saved) => &saved.server,
+        }
+    }
+
+    pub fn upload_id(&self) -> Option<Uuid> {
+        match self {
+            Self::Upload(saved) => saved.upload_id,
+            Self::Download(saved) => Some(saved.upload_id),
+        }
+    }
 }
 
 pub struct StateStore {
@@ -119,6 +149,36 @@ impl StateStore {
         self.remove(&self.path_for("upload", server, file));
     }
 
+    /// Every interrupted upload and download with its state file, oldest first; unreadable ones are skipped.
+    pub fn pending(&self) -> Vec<(PathBuf, Pending)> {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut found: Vec<(std::time::SystemTime, PathBuf, Pending)> = entries
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                let name = path.file_name()?.to_str()?;
+                if !name.ends_with(".json") {
+                    return None;
+                }
+                let pending = if name.starts_with("upload-") {
+                    Pending::Upload(self.load(&path)?)
+                } else if name.starts_with("download-") {
+                    Pending::Download(self.load(&path)?)
+                } else {
+                    return None;
+                };
+                let modified = fs::metadata(&path).and_then(|m| m.modified()).unwrap_or(UNIX_EPOCH);
+                Some((modified, path, pending))
+            })
+            .collect();
+        found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        found.into_iter().map(|(_, path, pending)| (path, pending)).collect()
+    }
+
+    /// Removes a state file [`StateStore::pending`] found.
+    pub fn remove_state_file(&self, path: &Path) {
+        self.remove(path);
+    }
+
     pub fn load_download(&self, server: &str, part: &Path) -> Option<SavedDownload> {
         self.load(&self.path_for("download", server, part))
     }
@@ -152,7 +212,8 @@ mod tests {
         let store = StateStore::new(Some(dir.clone()));
         let saved = SavedUpload {
             server: "http://a".into(),
-            upload_id: Uuid::new_v4(),
+            idempotency_key: Uuid::new_v4(),
+            upload_id: Some(Uuid::new_v4()),
             file: FileIdentity { path: "/data/f.bin".into(), size: 1, mtime_ns: 2 },
             chunk_size: 5,
         };
@@ -160,8 +221,24 @@ mod tests {
         let loaded = store.load_upload("http://a", Path::new("/data/f.bin")).unwrap();
         assert_eq!(loaded.upload_id, saved.upload_id);
         assert!(store.load_upload("http://b", Path::new("/data/f.bin")).is_none());
+        let download = SavedDownload {
+            server: "http://a".into(),
+            upload_id: Uuid::new_v4(),
+            part: "/data/g.bin.part".into(),
+            etag: "\"e\"".into(),
+            size: Some(3),
+        };
+        store.save_download(&download).unwrap();
+        fs::write(dir.join("notes.txt"), "not a state file").unwrap();
+        let pending = store.pending();
+        assert_eq!(pending.len(), 2, "{pending:?}");
+        let ids: std::collections::BTreeSet<_> = pending.iter().map(|(_, p)| p.upload_id()).collect();
+        assert_eq!(ids, [saved.upload_id, Some(download.upload_id)].into_iter().collect());
         store.remove_upload("http://a", Path::new("/data/f.bin"));
         assert!(store.load_upload("http://a", Path::new("/data/f.bin")).is_none());
+        let (download_file, _) = pending.iter().find(|(_, p)| matches!(p, Pending::Download(_))).unwrap();
+        store.remove_state_file(download_file);
+        assert!(store.pending().is_empty());
         let _ = fs::remove_dir_all(dir);
     }
 }

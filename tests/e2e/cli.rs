@@ -1,18 +1,27 @@
-//! The `upl` binary as a user runs it, against the in-process API, real Postgres and LocalStack.
+//! The `upl` binary as a user runs it, against the in-process API, real Postgres and LocalStack; a
+//! recording proxy (`proxy.rs`) shows what it sends and slows, loses or answers chosen requests.
 
+mod commands;
 mod download;
+mod proxy;
+mod service;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
+use api::config::ApiConfig;
 use chrono::{DateTime, Utc};
-use e2e::{TestApp, random_bytes, sha256_hex, workspace_bin};
+use e2e::{TestApp, TestEnv, random_bytes, sha256_hex, workspace_bin};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use uuid::Uuid;
 
+use self::proxy::{Fault, Proxy};
+
 pub(crate) const MIB: usize = 1024 * 1024;
+/// What the target of a presigned UploadPart PUT contains.
+pub(crate) const UPLOAD_PART: &str = "x-id=UploadPart";
 
 /// A scratch directory (files, state dir, downloads) removed when the test ends well.
 pub(crate) struct Scratch(PathBuf);
@@ -43,18 +52,52 @@ impl Drop for Scratch {
     }
 }
 
-/// `upl` aimed at one app, with its own state directory.
+/// `upl` aimed at one app, with its own state directory and none of the caller's `UPL_*` settings.
 pub(crate) fn upl(app: &TestApp, scratch: &Scratch, args: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(workspace_bin("upl"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("UPL_") {
+            command.env_remove(name);
+        }
+    }
     command
         .args(args)
         .current_dir(&scratch.0)
         .env("UPL_SERVER", &app.base_url)
         .env("UPL_STATE_DIR", scratch.path("state"))
-        .env_remove("UPL_TEST_CHUNK_DELAY_MS")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command
+}
+
+/// An app whose S3 traffic (the API's and the presigned PUTs `upl` makes) goes through a proxy.
+pub(crate) async fn spawn_behind_s3_proxy(tweak: impl FnOnce(&mut ApiConfig)) -> (TestApp, Proxy) {
+    let s3 = Proxy::start(&TestEnv::from_env().s3_endpoint).await;
+    let endpoint = s3.url.clone();
+    let app = TestApp::spawn_with(move |config| {
+        config.service.s3.s3_endpoint = Some(endpoint);
+        tweak(config);
+    })
+    .await;
+    (app, s3)
+}
+
+/// The state files `upl` left, parsed.
+pub(crate) fn state_files(scratch: &Scratch, kind: &str) -> Vec<Value> {
+    let Ok(entries) = std::fs::read_dir(scratch.path("state")) else { return Vec::new() };
+    entries
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.file_name().unwrap().to_string_lossy().starts_with(&format!("{kind}-")))
+        .map(|path| serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap())
+        .collect()
+}
+
+/// stdout as one JSON object per line.
+pub(crate) fn json_lines(output: &Output) -> Vec<Value> {
+    text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
 }
 
 pub(crate) async fn run(mut command: tokio::process::Command) -> Output {
@@ -70,12 +113,14 @@ pub(crate) fn json_out(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)))
 }
 
-/// Starts `upl upload` slowed down (one chunk at a time, a pause before each) and SIGKILLs it once
-/// `chunks` chunks are confirmed: it dies while pausing before the next one. Returns the upload id.
-async fn upload_then_kill(app: &TestApp, scratch: &Scratch, file: &Path, chunks: usize) -> Uuid {
+/// Starts `upl upload` one chunk at a time, each PUT held a second by the S3 proxy, and SIGKILLs it once
+/// `chunks` chunks are confirmed: it dies while its next PUT is held (which then never reaches S3).
+/// Returns the upload id; the proxy lets PUTs through at once again afterwards.
+pub(crate) async fn upload_then_kill(app: &TestApp, s3: &Proxy, scratch: &Scratch, file: &Path, chunks: usize) -> Uuid {
+    s3.fault("PUT", UPLOAD_PART, usize::MAX, Fault::Delay(Duration::from_secs(1)));
     let file = file.to_str().unwrap();
     let mut command = upl(app, scratch, &["upload", file, "--parallel", "1", "--chunk-size", "5MiB", "--verbose"]);
-    command.env("UPL_TEST_CHUNK_DELAY_MS", "1500").stderr(Stdio::piped()).stdout(Stdio::null());
+    command.stderr(Stdio::piped()).stdout(Stdio::null());
     let mut child = command.spawn().expect("spawn upl");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let (mut id, mut sent) = (None, 0);
@@ -92,6 +137,7 @@ async fn upload_then_kill(app: &TestApp, scratch: &Scratch, file: &Path, chunks:
         }
     }
     let status = child.wait().await.unwrap();
+    s3.clear_faults();
     assert!(!status.success(), "upl should have been killed");
     assert_eq!(sent, chunks, "upl ended before {chunks} chunks were sent");
     id.expect("upl --verbose names the upload it started")
@@ -114,6 +160,7 @@ async fn cli_uploads_a_multi_chunk_file_byte_identical() {
 
     let output = run(upl(&app, &scratch, &["upload", file.to_str().unwrap(), "--chunk-size", "5MiB", "--json"])).await;
     let report = json_out(&output);
+    assert_eq!(report["file"], file.to_str().unwrap());
     assert_eq!(report["totalChunks"], 3);
     assert_eq!(report["chunksSent"], 3);
     assert_eq!(report["resumed"], false);
@@ -129,12 +176,22 @@ async fn cli_uploads_a_multi_chunk_file_byte_identical() {
     let state_files = std::fs::read_dir(scratch.path("state")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(state_files, 0);
 
-    // The human form prints the id and the download URL on stdout.
+    // stderr is not a terminal here: plain progress lines instead of a bar, the last one at 100 %.
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("upl: uploading 10.00 MiB of 10.00 MiB (100%)"), "{stderr}");
+    assert!(!stderr.contains('\r') && !stderr.contains('\u{1b}'), "no terminal control in a log: {stderr:?}");
+
+    // The human form prints `ID  DOWNLOAD-URL  FILE` on stdout.
     let small = scratch.write("small.txt", b"hello");
     let output = run(upl(&app, &scratch, &["upload", small.to_str().unwrap(), "--quiet"])).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
-    assert!(stdout.contains("upload id:") && stdout.contains("/v1/files/"), "{stdout}");
+    let fields: Vec<&str> = stdout.trim_end().splitn(3, "  ").collect();
+    let small_id: Uuid = fields[0].parse().unwrap_or_else(|_| panic!("{stdout}"));
+    assert_eq!(fields[1], format!("{}/v1/files/{small_id}", app.base_url), "{stdout}");
+    assert_eq!(fields[2], small.to_str().unwrap());
+    assert!(output.stderr.is_empty(), "--quiet: {}", text(&output.stderr));
+    assert_eq!(app.status(small_id, false).await["contentType"], "text/plain", "guessed from the extension");
 
     // A zero-byte file is one empty object.
     let empty = scratch.write("empty.bin", b"");
@@ -145,12 +202,13 @@ async fn cli_uploads_a_multi_chunk_file_byte_identical() {
 
 #[tokio::test]
 async fn cli_resumes_a_killed_upload_sending_only_the_missing_chunks() {
-    let app = TestApp::spawn().await;
+    let (app, s3) = spawn_behind_s3_proxy(|_| {}).await;
     let scratch = Scratch::new();
     let data = random_bytes(20 * MIB + 1000);
     let file = scratch.write("five-chunks.bin", &data);
 
-    let id = upload_then_kill(&app, &scratch, &file, 2).await;
+    let id = upload_then_kill(&app, &s3, &scratch, &file, 2).await;
+    let puts_before = s3.matching("PUT", UPLOAD_PART).len();
     assert_eq!(received_chunks(&app, id).await, vec![0, 1], "the killed run left chunks 0 and 1");
 
     let resumed_at: DateTime<Utc> = sqlx::query_scalar("SELECT now()").fetch_one(&app.pool).await.unwrap();
@@ -169,17 +227,19 @@ async fn cli_resumes_a_killed_upload_sending_only_the_missing_chunks() {
             .await
             .unwrap();
     assert_eq!(redeclared, vec![2, 3, 4]);
+    let resumed_puts = s3.matching("PUT", UPLOAD_PART).len() - puts_before;
+    assert_eq!(resumed_puts, 3, "the resume PUT chunks 2, 3 and 4 only");
     assert!(app.object_bytes(id).await == data, "S3 holds other bytes than the file");
     println!("resume after SIGKILL: 2 of 5 chunks kept, {} sent again", report["chunksSent"]);
 }
 
 #[tokio::test]
 async fn cli_refuses_to_resume_a_changed_file_until_restart() {
-    let app = TestApp::spawn().await;
+    let (app, s3) = spawn_behind_s3_proxy(|_| {}).await;
     let scratch = Scratch::new();
     let data = random_bytes(10 * MIB + 10);
     let file = scratch.write("changing.bin", &data);
-    let old_id = upload_then_kill(&app, &scratch, &file, 1).await;
+    let old_id = upload_then_kill(&app, &s3, &scratch, &file, 1).await;
 
     // Same size, other bytes, later mtime.
     let mut changed = data.clone();
@@ -210,27 +270,31 @@ async fn cli_refuses_to_resume_a_changed_file_until_restart() {
 
 #[tokio::test]
 async fn cli_renews_presigned_urls_that_expired() {
-    let app = TestApp::spawn_with(|config| config.service.policy.presign_ttl = Duration::from_secs(1)).await;
+    let (app, s3) = spawn_behind_s3_proxy(|config| config.service.policy.presign_ttl = Duration::from_secs(1)).await;
     let scratch = Scratch::new();
     let data = random_bytes(5 * MIB + 1);
     let file = scratch.write("slow.bin", &data);
-    // Each chunk waits past its URL's lifetime before its first PUT: S3 answers 403 and the URL is renewed.
-    let mut command = upl(&app, &scratch, &["upload", file.to_str().unwrap(), "--chunk-size", "5MiB", "--json"]);
-    command.env("UPL_TEST_CHUNK_DELAY_MS", "2500");
+    // The first PUT reaches S3 past its URL's lifetime: S3 answers 403 and the URL is renewed.
+    s3.fault("PUT", UPLOAD_PART, 1, Fault::Delay(Duration::from_millis(2500)));
+    let command = upl(&app, &scratch, &["upload", file.to_str().unwrap(), "--chunk-size", "5MiB", "--json"]);
     let output = run(command).await;
     let report = json_out(&output);
     let stderr = text(&output.stderr);
     assert!(stderr.contains("renewing its URL"), "no renewal reported: {stderr}");
     let id: Uuid = report["uploadId"].as_str().unwrap().parse().unwrap();
     assert!(app.object_bytes(id).await == data);
+    // With a 1 s lifetime (whole seconds, as signed), a renewed URL can expire on its way too: at least two.
+    let puts = s3.matching("PUT", UPLOAD_PART);
+    assert!(puts.len() >= 2, "one refused PUT, then the renewed URL: {puts:?}");
+    assert_ne!(puts[0].target, puts.last().unwrap().target, "the last PUT used a new URL");
 }
 
 #[tokio::test]
 async fn cli_status_abort_and_exit_codes() {
-    let app = TestApp::spawn().await;
+    let (app, s3) = spawn_behind_s3_proxy(|_| {}).await;
     let scratch = Scratch::new();
     let file = scratch.write("partial.bin", &random_bytes(10 * MIB + 5));
-    let id = upload_then_kill(&app, &scratch, &file, 1).await;
+    let id = upload_then_kill(&app, &s3, &scratch, &file, 1).await;
 
     let output = run(upl(&app, &scratch, &["status", &id.to_string()])).await;
     assert!(output.status.success(), "{}", text(&output.stderr));

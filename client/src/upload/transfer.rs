@@ -4,12 +4,10 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
-use indicatif::ProgressBar;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Mutex;
@@ -17,18 +15,16 @@ use uuid::Uuid;
 
 use crate::api::{Api, ApiError, ChunkUrl};
 use crate::error::CliError;
-use crate::progress::Ui;
-use crate::retry::Transient;
+use crate::progress::{Progress, Ui};
+use crate::retry::{Transient, retrying};
 use crate::upload::chunks::chunk_span;
 
 /// Most URLs one batch request asks for (the service's limit).
 const MAX_URL_BATCH: usize = 100;
-/// How many times an expired or refused (403) URL is renewed for one chunk.
-const MAX_RENEWALS: u32 = 3;
 /// Progress is counted per slice of the body as it is handed to the connection.
 const PROGRESS_SLICE: usize = 256 * 1024;
-/// Test hook: sleep this long before the first PUT of each chunk (makes "kill after N chunks" deterministic).
-const TEST_DELAY_ENV: &str = "UPL_TEST_CHUNK_DELAY_MS";
+/// A URL this close to its expiry is renewed before it is used.
+const EXPIRY_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
 pub struct Transfer<'a> {
     pub api: &'a Api,
@@ -38,7 +34,7 @@ pub struct Transfer<'a> {
     pub size: u64,
     pub chunk_size: u64,
     pub parallel: usize,
-    pub bar: ProgressBar,
+    pub progress: Progress,
 }
 
 /// Chunks waiting for a URL, and URLs fetched in batches ahead of the workers.
@@ -49,11 +45,30 @@ struct UrlQueue {
 }
 
 enum PutError {
-    /// 403: an expired URL (or one whose signature no longer holds): ask for a new one.
+    /// 403: an expired URL (or one whose signature no longer holds): ask for a new one, then try again.
     Forbidden(String),
     /// 400 BadDigest: the bytes read are not those hashed earlier.
     BadDigest,
+    /// Asking the service for a new URL failed (already retried by the service call itself).
+    Renewal(CliError),
     Other(ApiError),
+}
+
+impl Transient for PutError {
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Forbidden(_) => true,
+            Self::BadDigest | Self::Renewal(_) => false,
+            Self::Other(err) => err.is_transient(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Other(err) => err.retry_after(),
+            Self::Forbidden(_) | Self::BadDigest | Self::Renewal(_) => None,
+        }
+    }
 }
 
 impl Transfer<'_> {
@@ -81,7 +96,7 @@ impl Transfer<'_> {
             let etag = self.put_chunk(url, &sha256, bytes).await?;
             self.api.confirm_chunk(self.upload_id, index, &etag, &sha256).await?;
             sent.fetch_add(1, Ordering::Relaxed);
-            self.ui.detail(Some(&self.bar), format!("chunk {index} sent"));
+            self.ui.detail(Some(&self.progress), format!("chunk {index} sent"));
         }
         Ok(())
     }
@@ -102,45 +117,36 @@ impl Transfer<'_> {
     }
 
     /// PUTs one chunk; renews its URL when expired or refused, retries network errors and 5xx with backoff.
-    async fn put_chunk(&self, mut url: ChunkUrl, sha256: &str, bytes: Bytes) -> Result<String, CliError> {
+    async fn put_chunk(&self, url: ChunkUrl, sha256: &str, bytes: Bytes) -> Result<String, CliError> {
         let index = url.index;
-        let (mut failures, mut renewals) = (0, 0);
-        if url.expires_at <= Utc::now() + chrono::Duration::seconds(5) {
-            url = self.renew(index, sha256).await?;
-        }
-        if let Some(delay) = std::env::var(TEST_DELAY_ENV).ok().and_then(|v| v.parse().ok()) {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-        }
-        loop {
+        let (mut url, mut refused) = (url, false);
+        let note = |err: &PutError| match err {
+            PutError::Forbidden(message) => self
+                .ui
+                .note(Some(&self.progress), format!("upl: S3 refused chunk {index} ({message}); renewing its URL")),
+            PutError::Other(err) => self.ui.note(Some(&self.progress), format!("upl: chunk {index}: {err}; retrying")),
+            PutError::BadDigest | PutError::Renewal(_) => {}
+        };
+        let result = retrying(self.api.retry, note, async || {
+            if refused || url.expires_at <= Utc::now() + EXPIRY_MARGIN {
+                url = self.renew(index, sha256).await.map_err(PutError::Renewal)?;
+            }
             let shown = Arc::new(AtomicU64::new(0));
-            let result = put_once(self.api, &url, bytes.clone(), &self.bar, &shown).await;
+            let result = put_once(self.api, &url, bytes.clone(), &self.progress, &shown).await;
             if result.is_err() {
-                // This attempt's bytes will be sent again: take them back off the bar.
-                self.bar.set_position(self.bar.position().saturating_sub(shown.load(Ordering::Relaxed)));
+                // This attempt's bytes will be sent again: take them back off the progress.
+                self.progress.rewind(shown.load(Ordering::Relaxed));
             }
-            match result {
-                Ok(etag) => return Ok(etag),
-                Err(PutError::BadDigest) => return Err(CliError::ChangedDuringUpload { path: self.path.clone() }),
-                Err(PutError::Forbidden(message)) if renewals < MAX_RENEWALS => {
-                    renewals += 1;
-                    self.ui
-                        .note(Some(&self.bar), format!("upl: S3 refused chunk {index} ({message}); renewing its URL"));
-                    url = self.renew(index, sha256).await?;
-                }
-                Err(PutError::Forbidden(message)) => {
-                    return Err(CliError::Other(format!("S3 keeps refusing chunk {index}: {message}")));
-                }
-                Err(PutError::Other(err)) if err.is_transient() && failures < self.api.retry.retries => {
-                    failures += 1;
-                    self.ui.note(Some(&self.bar), format!("upl: chunk {index}: {err}; retrying"));
-                    tokio::time::sleep(self.api.retry.delay(failures, err.retry_after())).await;
-                    if url.expires_at <= Utc::now() + chrono::Duration::seconds(5) {
-                        url = self.renew(index, sha256).await?;
-                    }
-                }
-                Err(PutError::Other(err)) => return Err(err.into()),
-            }
-        }
+            refused = matches!(result, Err(PutError::Forbidden(_)));
+            result
+        })
+        .await;
+        result.map_err(|err| match err {
+            PutError::BadDigest => CliError::ChangedDuringUpload { path: self.path.clone() },
+            PutError::Forbidden(message) => CliError::Other(format!("S3 keeps refusing chunk {index}: {message}")),
+            PutError::Renewal(err) => err,
+            PutError::Other(err) => err.into(),
+        })
     }
 
     async fn renew(&self, index: u32, sha256: &str) -> Result<ChunkUrl, CliError> {
@@ -168,15 +174,15 @@ async fn put_once(
     api: &Api,
     url: &ChunkUrl,
     bytes: Bytes,
-    bar: &ProgressBar,
+    progress: &Progress,
     shown: &Arc<AtomicU64>,
 ) -> Result<String, PutError> {
     let len = bytes.len();
     let slices: Vec<Bytes> =
         (0..len).step_by(PROGRESS_SLICE).map(|at| bytes.slice(at..len.min(at + PROGRESS_SLICE))).collect();
-    let (bar, counter) = (bar.clone(), shown.clone());
+    let (progress, counter) = (progress.clone(), shown.clone());
     let body = futures::stream::iter(slices).map(move |slice| {
-        bar.inc(slice.len() as u64);
+        progress.inc(slice.len() as u64);
         counter.fetch_add(slice.len() as u64, Ordering::Relaxed);
         Ok::<_, std::io::Error>(slice)
     });
