@@ -4,6 +4,7 @@ mod chaos;
 mod cli;
 mod completion;
 mod downloads;
+mod faults;
 mod foundation;
 mod lifecycle;
 mod openapi;

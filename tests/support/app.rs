@@ -69,6 +69,8 @@ impl TestEnv {
             s3_region: "us-east-1".into(),
             s3_bucket: bucket,
             s3_force_path_style: true,
+            s3_operation_timeout: Duration::from_secs(20),
+            s3_complete_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -101,7 +103,11 @@ impl TestApp {
         let addr = listener.local_addr().expect("local addr");
         let mut config = ApiConfig {
             service: ServiceConfig {
-                database: DatabaseConfig { database_url, database_max_connections: 10 },
+                database: DatabaseConfig {
+                    database_url,
+                    database_max_connections: 10,
+                    database_statement_timeout: Duration::from_secs(10),
+                },
                 s3: env.s3_config(bucket),
                 policy: UploadPolicy {
                     presign_ttl: Duration::from_secs(900),

@@ -31,6 +31,10 @@ pub struct DatabaseConfig {
     /// Connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", value_name = "DATABASE_MAX_CONNECTIONS", default_value_t = 20)]
     pub database_max_connections: u32,
+
+    /// Longest one SQL statement may run (Postgres cancels it); every statement of the service is short.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", value_name = "DATABASE_STATEMENT_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub database_statement_timeout: Duration,
 }
 
 /// Where the bytes live.
@@ -49,6 +53,15 @@ pub struct S3Config {
     /// Path-style addressing (`endpoint/bucket/key`), needed by LocalStack and most S3-compatible stores.
     #[arg(long, env = "S3_FORCE_PATH_STYLE", value_name = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set)]
     pub s3_force_path_style: bool,
+
+    /// Longest an S3 request may take, retries included, until S3 starts answering (ListParts, Head, Abort,
+    /// Create, a read's first byte...): a hung S3 becomes a 504 instead of a hung request.
+    #[arg(long, env = "S3_OPERATION_TIMEOUT", value_name = "S3_OPERATION_TIMEOUT", default_value = "20s", value_parser = parse_positive_duration)]
+    pub s3_operation_timeout: Duration,
+
+    /// Longest a CompleteMultipartUpload may take: S3 may need minutes to assemble 10,000 parts.
+    #[arg(long, env = "S3_COMPLETE_TIMEOUT", value_name = "S3_COMPLETE_TIMEOUT", default_value = "10m", value_parser = parse_positive_duration)]
+    pub s3_complete_timeout: Duration,
 }
 
 /// How uploads behave; read by both binaries since the worker expires what the API issued.

@@ -151,11 +151,12 @@ async fn verification_records_verified_corrupt_and_computed_digests() {
     assert_nothing_left(&app).await;
 }
 
-/// As if the API died between S3 and the database: `completing`, its lease lapsed longer ago than the threshold.
+/// As if the API died between S3 and the database: `completing`, CompleteMultipartUpload perhaps sent, its lease
+/// lapsed longer ago than the threshold.
 async fn strand_in_completing(app: &TestApp, id: Uuid) {
     sqlx::query(
         "UPDATE uploads SET state = 'completing', completion_epoch = completion_epoch + 1, \
-         completing_until = now() - interval '2 minutes' WHERE id = $1",
+         completing_until = now() - interval '2 minutes', assembly_requested_at = now() WHERE id = $1",
     )
     .bind(id)
     .execute(&app.pool)

@@ -38,6 +38,8 @@ pub struct UploadRecord {
     pub completion_epoch: i64,
     /// While `completing`: the completion's lease, refreshed while it runs.
     pub completing_until: Option<DateTime<Utc>>,
+    /// When a completion first asked S3 to assemble the object: from then on S3 may hold it.
+    pub assembly_requested_at: Option<DateTime<Utc>>,
 }
 
 impl UploadRecord {
@@ -103,7 +105,8 @@ macro_rules! upload_columns {
     () => {
         "id, owner, state, filename, content_type, size, chunk_size, total_chunks, metadata, \
          declared_sha256, object_key, s3_upload_id, etag, created_at, updated_at, expires_at, completed_at, \
-         verification_state, object_sha256, verified_at, verification_error, completion_epoch, completing_until"
+         verification_state, object_sha256, verified_at, verification_error, completion_epoch, completing_until, \
+         assembly_requested_at"
     };
 }
 

@@ -106,6 +106,21 @@ impl Repository {
         Ok(renewed.rows_affected() == 1)
     }
 
+    /// Completion `epoch` is about to ask S3 to assemble the object: recorded first, so that whoever handles a
+    /// failure from here on knows S3 may hold the object. `false` when the completion lost its lease.
+    #[tracing::instrument(skip_all, fields(upload_id = %id, epoch))]
+    pub async fn record_assembly_requested(&self, id: Uuid, epoch: i64) -> Result<bool, sqlx::Error> {
+        let recorded = sqlx::query(
+            r#"UPDATE uploads SET assembly_requested_at = COALESCE(assembly_requested_at, now())
+               WHERE id = $1 AND state = 'completing' AND completion_epoch = $2"#,
+        )
+        .bind(id)
+        .bind(epoch)
+        .execute(&self.pool)
+        .await?;
+        Ok(recorded.rows_affected() == 1)
+    }
+
     /// Completion `epoch` failed in a way a retry may mend: it stays `completing` (S3 may have assembled the
     /// object) with its lease lapsed at once, so the next `complete` or the recovery job takes it over.
     #[tracing::instrument(skip_all, fields(upload_id = %id, epoch))]
@@ -125,7 +140,12 @@ impl Repository {
     /// resends them.
     #[tracing::instrument(skip_all, fields(upload_id = %id, epoch))]
     pub async fn abandon_completion(&self, id: Uuid, epoch: i64) -> Result<Option<UploadRecord>, sqlx::Error> {
-        self.transition_epoch(settle_sql!("state = 'uploading', completing_until = NULL"), id, epoch).await
+        self.transition_epoch(
+            settle_sql!("state = 'uploading', completing_until = NULL, assembly_requested_at = NULL"),
+            id,
+            epoch,
+        )
+        .await
     }
 
     /// `completing -> aborted` for completion `epoch`, when S3 holds neither the parts nor a right object: the

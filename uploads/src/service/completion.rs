@@ -26,7 +26,8 @@ enum AfterFailure {
     Resend,
     /// S3 holds neither the parts nor the right object: the upload can never complete.
     Lost,
-    /// A transient fault; S3 may have assembled the object: stay `completing`, the lease released for a retry.
+    /// A transient fault: back to `uploading` if nothing was asked of S3 yet; once S3 may have assembled the
+    /// object, stay `completing` with the lease released, for the next attempt to find out.
     Retry,
 }
 
@@ -40,6 +41,15 @@ impl UploadError {
             _ => AfterFailure::Retry,
         }
     }
+}
+
+/// What a completion asks of S3, once the parts are checked.
+enum Assembly {
+    /// A zero-byte file: one empty object, no multipart upload.
+    EmptyObject,
+    /// The multipart upload is gone: S3 may have assembled the object already.
+    MaybeAssembled,
+    Parts(Vec<PartToComplete>),
 }
 
 /// What the worker's recovery found.
@@ -112,41 +122,57 @@ impl Uploads {
         Ok(Recovery::Settled)
     }
 
-    /// The one road from `completing`, holding the completion's lease all along: stitch, then `completed`;
-    /// on failure, whatever the failure calls for ([`AfterFailure`]).
+    /// The one road from `completing`, holding the completion's lease all along: check the parts, have S3
+    /// assemble them, then `completed`; on failure, whatever the failure calls for ([`AfterFailure`]).
     async fn drive(&self, upload: UploadRecord) -> Result<UploadRecord, UploadError> {
         let (id, epoch) = (upload.id, upload.completion_epoch);
-        let stitched = self.holding_lease(id, epoch, self.stitch(&upload)).await;
-        let failure = match stitched {
-            Ok(etag) => {
-                return match self.repo.finish_completion(id, epoch, &etag).await? {
-                    Some(completed) => Ok(completed),
-                    // This completion's lease lapsed and another took over: it reaches the same object.
-                    None => match self.repo.find_upload(id).await?.ok_or(UploadError::NotFound)? {
-                        done if done.state == UploadState::Completed => Ok(done),
-                        _ => Err(UploadError::CompletionInProgress),
-                    },
-                };
-            }
-            Err(err) => err,
+        let assembly = match self.holding_lease(id, epoch, self.prepare(&upload)).await {
+            Ok(assembly) => assembly,
+            Err(err) => return Err(self.settle_failure(&upload, err).await),
         };
+        if !self.repo.record_assembly_requested(id, epoch).await? {
+            return Err(UploadError::CompletionInProgress);
+        }
+        let upload = UploadRecord { assembly_requested_at: Some(Utc::now()), ..upload };
+        let assembled = self.holding_lease(id, epoch, self.assemble(&upload, assembly)).await;
+        match assembled {
+            Ok(etag) => match self.repo.finish_completion(id, epoch, &etag).await? {
+                Some(completed) => Ok(completed),
+                // This completion's lease lapsed and another took over: it reaches the same object.
+                None => match self.repo.find_upload(id).await?.ok_or(UploadError::NotFound)? {
+                    done if done.state == UploadState::Completed => Ok(done),
+                    _ => Err(UploadError::CompletionInProgress),
+                },
+            },
+            Err(err) => Err(self.settle_failure(&upload, err).await),
+        }
+    }
+
+    /// Records what a failed completion leaves: back to `uploading`, lost, or (when S3 may hold the object,
+    /// asked by this completion or an earlier one, and a retry may mend it) still `completing` with the lease
+    /// released for the next attempt.
+    async fn settle_failure(&self, upload: &UploadRecord, failure: UploadError) -> UploadError {
+        let (id, epoch) = (upload.id, upload.completion_epoch);
+        let maybe_assembled = upload.assembly_requested_at.is_some();
         let settled = match failure.after_failed_completion() {
-            AfterFailure::Resend => self.repo.abandon_completion(id, epoch).await.map(|_| ()),
+            AfterFailure::Retry if maybe_assembled => self.repo.release_completion(id, epoch).await,
+            AfterFailure::Resend | AfterFailure::Retry => self.repo.abandon_completion(id, epoch).await.map(|_| ()),
             AfterFailure::Lost => match self.repo.lose_completion(id, epoch).await {
-                Ok(Some(lost)) => self.remove_stored_bytes(&lost).await.or_else(|err| {
-                    // The sweep aborts what is left of a row that is no longer live.
-                    tracing::warn!(error = %err, "cannot remove what S3 holds of a lost upload");
+                Ok(Some(lost)) => {
+                    if let Err(err) = self.remove_stored_bytes(&lost).await {
+                        // The sweep aborts what is left of a row that is no longer live.
+                        tracing::warn!(error = %err, "cannot remove what S3 holds of a lost upload");
+                    }
                     Ok(())
-                }),
+                }
                 other => other.map(|_| ()),
             },
-            AfterFailure::Retry => self.repo.release_completion(id, epoch).await,
         };
         if let Err(err) = settled {
             // The lease lapses by itself and the recovery job takes over.
             tracing::warn!(error = %err, "cannot record the failed completion");
         }
-        Err(failure)
+        failure
     }
 
     /// Runs `work` while renewing completion `epoch`'s lease every third of its length.
@@ -165,15 +191,14 @@ impl Uploads {
         }
     }
 
-    /// Calls S3 to assemble the object from the parts it verifiably holds; returns the object's ETag.
-    async fn stitch(&self, upload: &UploadRecord) -> Result<String, UploadError> {
-        let Some(s3_upload_id) = upload.s3_upload_id.as_deref() else {
-            return Ok(self.storage.put_empty_object(&upload.object_key, &upload.content_type).await?);
-        };
+    /// Checks with S3's ListParts that every chunk is there as declared; asks S3 for nothing that changes state.
+    async fn prepare(&self, upload: &UploadRecord) -> Result<Assembly, UploadError> {
+        if upload.s3_upload_id.is_none() {
+            return Ok(Assembly::EmptyObject);
+        }
         let (verified, mismatches) = match self.reconcile(upload).await {
-            Err(UploadError::Storage(StorageError::NoSuchUpload)) => {
-                return self.completed_object_etag(upload).await;
-            }
+            // A completion cut off after CompleteMultipartUpload: the object may be there already.
+            Err(UploadError::Storage(StorageError::NoSuchUpload)) => return Ok(Assembly::MaybeAssembled),
             other => other?,
         };
         if !mismatches.is_empty() {
@@ -184,10 +209,23 @@ impl Uploads {
         if !missing.is_empty() {
             return Err(UploadError::ChunksMissing { missing });
         }
-        let parts: Vec<PartToComplete> = verified
+        let parts = verified
             .into_iter()
             .map(|c| PartToComplete { part_number: c.index + 1, etag: c.etag, sha256: c.sha256 })
             .collect();
+        Ok(Assembly::Parts(parts))
+    }
+
+    /// Has S3 assemble the object (or finds it assembled); returns the object's ETag.
+    async fn assemble(&self, upload: &UploadRecord, assembly: Assembly) -> Result<String, UploadError> {
+        let parts = match assembly {
+            Assembly::EmptyObject => {
+                return Ok(self.storage.put_empty_object(&upload.object_key, &upload.content_type).await?);
+            }
+            Assembly::MaybeAssembled => return self.completed_object_etag(upload).await,
+            Assembly::Parts(parts) => parts,
+        };
+        let s3_upload_id = upload.s3_upload_id.as_deref().unwrap_or_default();
         match self.storage.complete_multipart_upload(&upload.object_key, s3_upload_id, &parts).await {
             // A retried completion whose first answer was lost: the object is there already.
             Err(StorageError::NoSuchUpload) => self.completed_object_etag(upload).await,

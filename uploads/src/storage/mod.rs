@@ -113,6 +113,7 @@ pub struct ObjectInfo {
 pub struct Storage {
     client: Client,
     bucket: String,
+    complete_timeout: Duration,
     calls: Arc<S3CallCounts>,
 }
 
@@ -126,7 +127,12 @@ impl Storage {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(config.s3_region.clone()))
             .http_client(http_client)
-            .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(3)).build());
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_timeout(config.s3_operation_timeout)
+                    .build(),
+            );
         if let Some(endpoint) = &config.s3_endpoint {
             loader = loader.endpoint_url(endpoint);
         }
@@ -137,7 +143,12 @@ impl Storage {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
-        Self { client: Client::from_conf(s3_config), bucket: config.s3_bucket.clone(), calls: Arc::default() }
+        Self {
+            client: Client::from_conf(s3_config),
+            bucket: config.s3_bucket.clone(),
+            complete_timeout: config.s3_complete_timeout,
+            calls: Arc::default(),
+        }
     }
 
     pub fn bucket(&self) -> &str {
@@ -272,6 +283,11 @@ impl Storage {
             .key(key)
             .upload_id(upload_id)
             .multipart_upload(completed)
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::new()
+                    .timeout_config(TimeoutConfig::builder().operation_timeout(self.complete_timeout).build()),
+            )
             .send()
             .await?;
         Ok(out.e_tag.unwrap_or_default())
