@@ -120,3 +120,33 @@ async fn a_download_cut_by_s3_closes_the_connection_and_resumes_with_range() {
     body.extend_from_slice(&rest.bytes().await.unwrap());
     assert!(body == data, "the resumed download differs from the file");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_never_wipes_a_confirmation_that_committed_after_its_listing() {
+    let (app, s3) = app_behind_chaos().await;
+    let data = random_bytes(CHUNK + 10);
+    let (head, tail) = data.split_at(CHUNK);
+    let id = app.create_upload(data.len() as u64, Some(CHUNK as u64)).await;
+    app.upload_chunk(id, 0, head).await;
+    app.chunk_url(id, 1, tail).await;
+
+    // The reconcile reads the chunks, then waits on ListParts; meanwhile a report of chunk 1 commits.
+    s3.stall();
+    let listings = || app.state.uploads.storage().calls().get(uploads::storage::S3Operation::ListParts);
+    let before = listings();
+    let reconcile = {
+        let (http, url) = (app.http.clone(), app.url(&format!("/v1/uploads/{id}?reconcile=true")));
+        tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
+    };
+    while listings() == before {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let etag = "\"0123456789abcdef0123456789abcdef\"";
+    assert_eq!(app.confirm_chunk(id, 1, etag, tail).await.status(), StatusCode::OK);
+    s3.restore();
+    assert_eq!(reconcile.await.unwrap(), StatusCode::OK);
+    assert_eq!(app.status(id, false).await["receivedChunks"], json!([[0, 1]]), "a later confirmation was wiped");
+
+    // The next reconcile judges it: S3 does not hold chunk 1.
+    assert_eq!(app.status(id, true).await["receivedChunks"], json!([[0, 0]]));
+}

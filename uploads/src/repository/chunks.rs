@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{ChunkRecord, Repository, UploadRecord, VerifiedChunk, ttl_seconds};
@@ -32,7 +33,7 @@ impl Repository {
              ), declared AS ( \
                  INSERT INTO chunks AS c (upload_id, index, sha256, size) \
                  SELECT live.id, d.index, d.sha256, LEAST(live.chunk_size, live.size - d.index::bigint * live.chunk_size) \
-                 FROM live, unnest($2::int[], $3::bytea[]) AS d(index, sha256) \
+                 FROM live, unnest($2::int[], $3::bytea[]) AS d(index, sha256) ORDER BY d.index \
                  ON CONFLICT (upload_id, index) DO UPDATE SET \
                      sha256 = EXCLUDED.sha256, \
                      declared_at = now(), \
@@ -124,18 +125,33 @@ impl Repository {
     }
 
     /// Makes the chunk table agree with S3: `verified` chunks (found in ListParts with the declared checksum
-    /// and size) are received with S3's ETag; every other chunk is missing, whatever the client reported.
-    #[tracing::instrument(skip_all, fields(upload_id = %id, verified = verified.len()))]
-    pub async fn reconcile_chunks(&self, id: Uuid, verified: &[VerifiedChunk]) -> Result<(), sqlx::Error> {
+    /// and size) are received with S3's ETag; `lacking` ones (received as read before ListParts, but not in S3
+    /// as declared) are missing again, whatever the client reported, unless a confirmation changed them since
+    /// they were read (it committed after the listing: not this reconcile's to judge). Rows are locked in index
+    /// order, as every statement on chunks takes them, so a concurrent batch cannot deadlock with this.
+    #[tracing::instrument(skip_all, fields(upload_id = %id, verified = verified.len(), lacking = lacking.len()))]
+    pub async fn reconcile_chunks(
+        &self,
+        id: Uuid,
+        verified: &[VerifiedChunk],
+        lacking: &[ChunkRecord],
+    ) -> Result<(), sqlx::Error> {
         let indices: Vec<i32> = verified.iter().map(|c| c.index as i32).collect();
         let digests: Vec<Vec<u8>> = verified.iter().map(|c| c.sha256.as_bytes().to_vec()).collect();
         let etags: Vec<String> = verified.iter().map(|c| c.etag.clone()).collect();
+        let lacking_indices: Vec<i32> = lacking.iter().map(|c| c.index).collect();
+        let lacking_etags: Vec<Option<String>> = lacking.iter().map(|c| c.etag.clone()).collect();
+        let lacking_since: Vec<Option<DateTime<Utc>>> = lacking.iter().map(|c| c.received_at).collect();
         let mut tx = self.pool.begin().await?;
+        sqlx::query(r#"SELECT 1 FROM chunks WHERE upload_id = $1 ORDER BY index FOR UPDATE"#)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
-            "UPDATE chunks c SET etag = v.etag, received_at = COALESCE(c.received_at, now()) \
-             FROM unnest($2::int[], $3::bytea[], $4::text[]) AS v(index, sha256, etag) \
-             WHERE c.upload_id = $1 AND c.index = v.index AND c.sha256 = v.sha256 \
-               AND (c.received_at IS NULL OR c.etag IS DISTINCT FROM v.etag)",
+            r#"UPDATE chunks c SET etag = v.etag, received_at = COALESCE(c.received_at, now())
+               FROM unnest($2::int[], $3::bytea[], $4::text[]) AS v(index, sha256, etag)
+               WHERE c.upload_id = $1 AND c.index = v.index AND c.sha256 = v.sha256
+                 AND (c.received_at IS NULL OR c.etag IS DISTINCT FROM v.etag)"#,
         )
         .bind(id)
         .bind(&indices)
@@ -144,11 +160,15 @@ impl Repository {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE chunks SET etag = NULL, received_at = NULL \
-             WHERE upload_id = $1 AND received_at IS NOT NULL AND NOT (index = ANY($2))",
+            r#"UPDATE chunks c SET etag = NULL, received_at = NULL
+               FROM unnest($2::int[], $3::text[], $4::timestamptz[]) AS l(index, etag, received_at)
+               WHERE c.upload_id = $1 AND c.index = l.index
+                 AND c.etag IS NOT DISTINCT FROM l.etag AND c.received_at IS NOT DISTINCT FROM l.received_at"#,
         )
         .bind(id)
-        .bind(&indices)
+        .bind(&lacking_indices)
+        .bind(&lacking_etags)
+        .bind(&lacking_since)
         .execute(&mut *tx)
         .await?;
         tx.commit().await

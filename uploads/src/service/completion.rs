@@ -268,29 +268,37 @@ impl Uploads {
         upload: &UploadRecord,
     ) -> Result<(Vec<VerifiedChunk>, Vec<PartMismatch>), UploadError> {
         let Some(s3_upload_id) = upload.s3_upload_id.as_deref() else { return Ok((vec![], vec![])) };
-        let parts = self.storage.list_parts(&upload.object_key, s3_upload_id).await?;
+        // Read before listing: a confirmation that commits after the listing is not judged by it.
         let chunks = self.repo.list_chunks(upload.id).await?;
+        let parts = self.storage.list_parts(&upload.object_key, s3_upload_id).await?;
         let mut verified = Vec::new();
         let mut mismatches = Vec::new();
+        let mut lacking = Vec::new();
         let mut parts = parts.into_iter().peekable();
         for chunk in chunks {
             let index = chunk.index as u32;
             let declared = Sha256Digest::from_slice(&chunk.sha256).expect("stored digests are 32 bytes");
             while parts.next_if(|p| p.part_number < index + 1).is_some() {}
-            let Some(part) = parts.next_if(|p| p.part_number == index + 1) else { continue };
-            if part.sha256 == Some(declared) && part.size == chunk.size as u64 {
-                verified.push(VerifiedChunk { index, sha256: declared, size: part.size, etag: part.etag });
-            } else {
-                mismatches.push(PartMismatch {
-                    index,
-                    declared_size: chunk.size as u64,
-                    stored_size: part.size,
-                    declared_sha256: declared,
-                    stored_sha256: part.sha256,
-                });
+            match parts.next_if(|p| p.part_number == index + 1) {
+                Some(part) if part.sha256 == Some(declared) && part.size == chunk.size as u64 => {
+                    verified.push(VerifiedChunk { index, sha256: declared, size: part.size, etag: part.etag });
+                }
+                Some(part) => {
+                    mismatches.push(PartMismatch {
+                        index,
+                        declared_size: chunk.size as u64,
+                        stored_size: part.size,
+                        declared_sha256: declared,
+                        stored_sha256: part.sha256,
+                    });
+                    lacking.push(chunk);
+                }
+                None if chunk.received_at.is_some() => lacking.push(chunk),
+                None => {}
             }
         }
-        self.repo.reconcile_chunks(upload.id, &verified).await?;
+        lacking.retain(|c| c.received_at.is_some());
+        self.repo.reconcile_chunks(upload.id, &verified, &lacking).await?;
         Ok((verified, mismatches))
     }
 }
