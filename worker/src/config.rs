@@ -61,10 +61,6 @@ pub struct JobSettings {
     /// On SIGTERM, how long jobs at hand may run on before they are released to other workers.
     #[arg(long, env = "WORKER_SHUTDOWN_GRACE", value_name = "WORKER_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
-
-    /// Test-only: hold each claimed job this long before running it, so a test can kill a worker mid-job.
-    #[arg(long, env = "WORKER_DEBUG_JOB_DELAY", value_name = "WORKER_DEBUG_JOB_DELAY", default_value = "0s", value_parser = parse_duration, hide = true)]
-    pub debug_job_delay: Duration,
 }
 
 impl JobSettings {
@@ -108,6 +104,5 @@ mod tests {
         let settings = JobSettings::default();
         assert_eq!(settings.lease, Duration::from_secs(120));
         assert_eq!(settings.concurrency, 4);
-        assert_eq!(settings.debug_job_delay, Duration::ZERO);
     }
 }

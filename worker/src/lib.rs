@@ -210,9 +210,6 @@ impl Worker {
 
     /// Dispatches the job to its body in the service; returns when it must run again, if it must.
     async fn execute(&self, job: &ClaimedJob) -> Result<Option<Duration>, JobError> {
-        if !self.settings.debug_job_delay.is_zero() {
-            tokio::time::sleep(self.settings.debug_job_delay).await;
-        }
         let upload_id = || job.upload_id.ok_or(JobError::NoUpload(job.kind));
         let uploads = &self.uploads;
         match job.kind {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use e2e::{TestApp, random_bytes, sha256_hex, workspace_bin};
+use e2e::{ChaosProxy, TestApp, random_bytes, sha256_hex, workspace_bin};
 use uploads::domain::UploadState;
 use uuid::Uuid;
 use worker::{JobReport, Outcome};
@@ -72,24 +72,28 @@ async fn two_workers_at_once_run_every_job_exactly_once() {
     assert_nothing_left(&app).await;
 }
 
-/// The real `worker` binary on this test's database and bucket, holding every job it claims for an hour.
-fn spawn_worker_process(app: &TestApp, lease: &str) -> tokio::process::Child {
+/// The real `worker` binary on this test's database and bucket, its S3 behind a stalled chaos proxy: every job it
+/// claims hangs on S3 (as on a real hung dependency), holding its lease, until the proxy is dropped.
+async fn spawn_stuck_worker_process(app: &TestApp, lease: &str) -> (tokio::process::Child, ChaosProxy) {
     let s3 = &app.config.service.s3;
-    tokio::process::Command::new(workspace_bin("worker"))
+    let (proxy, endpoint) = ChaosProxy::in_front_of(s3.s3_endpoint.as_deref().unwrap()).await;
+    proxy.stall();
+    let child = tokio::process::Command::new(workspace_bin("worker"))
         .env("DATABASE_URL", &app.config.service.database.database_url)
-        .env("S3_ENDPOINT", s3.s3_endpoint.as_deref().unwrap())
+        .env("S3_ENDPOINT", endpoint)
         .env("S3_REGION", &s3.s3_region)
         .env("S3_BUCKET", &s3.s3_bucket)
         .env("S3_FORCE_PATH_STYLE", "true")
+        .env("S3_OPERATION_TIMEOUT", "1h")
         .env("LOG_FORMAT", "pretty")
         .env("WORKER_POLL_INTERVAL", "100ms")
         .env("WORKER_LEASE", lease)
         .env("WORKER_SHUTDOWN_GRACE", "1s")
-        .env("WORKER_DEBUG_JOB_DELAY", "1h")
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("spawn worker")
+        .expect("spawn worker");
+    (child, proxy)
 }
 
 /// Waits until the process holds the lease on the upload's verification job; returns the lease owner.
@@ -105,12 +109,12 @@ async fn wait_until_leased(app: &TestApp, upload_id: Uuid, pid: u32) -> String {
     panic!("the worker process never claimed the verification job: {:?}", jobs(app).await);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_job_is_finished_by_another_once_its_lease_runs_out() {
     let app = TestApp::spawn().await;
     let data = random_bytes(100_000);
     let id = upload_declared(&app, &data, 5 * MIB, Some(sha256_hex(&data))).await;
-    let mut process = spawn_worker_process(&app, "4s");
+    let (mut process, _stalled) = spawn_stuck_worker_process(&app, "4s").await;
     let owner = wait_until_leased(&app, id, process.id().unwrap()).await;
 
     process.kill().await.expect("SIGKILL");
@@ -133,12 +137,12 @@ async fn a_killed_workers_job_is_finished_by_another_once_its_lease_runs_out() {
     assert_nothing_left(&app).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_releases_the_job_at_hand_and_exits_0() {
     let app = TestApp::spawn().await;
     let data = random_bytes(10_000);
     let id = upload_declared(&app, &data, 5 * MIB, Some(sha256_hex(&data))).await;
-    let mut process = spawn_worker_process(&app, "1m");
+    let (mut process, _stalled) = spawn_stuck_worker_process(&app, "1m").await;
     let pid = process.id().unwrap();
     wait_until_leased(&app, id, pid).await;
 
