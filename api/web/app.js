@@ -55,11 +55,15 @@ async function sha256Hex(blob) {
 }
 
 // One PUT to a presigned URL, with its signed headers; XHR because fetch reports no upload progress.
+// Content-Length is signed too, but a browser sets it itself (exactly the Blob's size) and refuses a script
+// that tries: leave it out.
 function putToS3(target, blob, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open(target.method, target.url);
-    for (const [name, value] of Object.entries(target.headers)) xhr.setRequestHeader(name, value);
+    for (const [name, value] of Object.entries(target.headers)) {
+      if (name.toLowerCase() !== 'content-length') xhr.setRequestHeader(name, value);
+    }
     xhr.upload.onprogress = (event) => onProgress(event.loaded);
     xhr.onload = () => {
       const etag = xhr.getResponseHeader('ETag');
