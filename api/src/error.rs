@@ -96,6 +96,10 @@ fn upload_error_body(err: &UploadError) -> Body {
             Body::new(StatusCode::CONFLICT, code, message).with("state", state)
         }
         E::Invalid { code, .. } => Body::new(StatusCode::UNPROCESSABLE_ENTITY, *code, message),
+        E::FilenameCharacter { character, .. } => {
+            Body::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidFilename, message)
+                .with("character", format!("U+{:04X}", *character as u32))
+        }
         E::Plan(plan) => {
             let refused = |code| Body::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
             match plan {

@@ -39,6 +39,11 @@ pub enum UploadError {
     NotUploading(UploadState),
     #[error("{message}")]
     Invalid { code: ErrorCode, message: String },
+    #[error(
+        "filename contains U+{:04X}, {kind}; rename the file without it",
+        *.character as u32
+    )]
+    FilenameCharacter { character: char, kind: &'static str },
     #[error(transparent)]
     Plan(#[from] ChunkPlanError),
     #[error("chunk index {index} is out of range: this upload has {total_chunks} chunks (0..={})", .total_chunks.saturating_sub(1))]
