@@ -13,7 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use uploads::error_code::ErrorCode;
 use uploads::service::DownloadableFile;
 use uploads::service::Uploads;
-use uploads::storage::{ObjectRange, ObjectStream, PresignedGet};
+use uploads::storage::{ObjectRange, ObjectStream, PresignedRead, ReadMethod};
 use uuid::Uuid;
 
 use crate::download::conditional::{self, Conditions, Precondition, Validators};
@@ -70,7 +70,8 @@ async fn respond(
     let disposition = query.disposition.header_value(&file.filename);
     let cache_control = &state.downloads.cache_control;
     if query.redirect {
-        let options = PresignedGet {
+        let options = PresignedRead {
+            method: if *method == Method::HEAD { ReadMethod::Head } else { ReadMethod::Get },
             content_type: &file.content_type,
             content_disposition: &disposition,
             cache_control: cache_control.to_str().unwrap_or_default(),

@@ -24,7 +24,7 @@ use crate::domain::Sha256Digest;
 
 mod objects;
 pub use call_counts::{S3CallCounts, S3Operation};
-pub use objects::{ObjectHash, ObjectRange, ObjectStream, PresignedGet};
+pub use objects::{ObjectHash, ObjectRange, ObjectStream, PresignedRead, ReadMethod};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
