@@ -11,6 +11,8 @@ eval "$("$ROOT/scripts/services.sh" env)"
 export BIND_ADDR=${BIND_ADDR:-127.0.0.1:8080}
 export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://$BIND_ADDR}
 export LOG_FORMAT=${LOG_FORMAT:-pretty}
+# The page the api serves itself, by either name.
+export CORS_ALLOWED_ORIGINS=${CORS_ALLOWED_ORIGINS:-http://127.0.0.1:8080,$PUBLIC_BASE_URL}
 
 pids=()
 stop_all() {

@@ -13,6 +13,8 @@ pub struct ApiConfig {
     pub service: ServiceConfig,
     #[command(flatten)]
     pub downloads: DownloadConfig,
+    #[command(flatten)]
+    pub http: HttpConfig,
 
     /// Address the HTTP server listens on.
     #[arg(long, env = "BIND_ADDR", value_name = "BIND_ADDR", default_value = "127.0.0.1:8080", value_parser = parse_bind_addr)]
@@ -60,6 +62,10 @@ pub struct DownloadConfig {
     /// How long S3 may take to start answering a read before the download fails with 504.
     #[arg(long, env = "S3_FIRST_BYTE_TIMEOUT", value_name = "S3_FIRST_BYTE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub s3_first_byte_timeout: Duration,
+
+    /// A download whose client reads nothing for this long is closed, freeing its stream slot.
+    #[arg(long, env = "DOWNLOAD_IDLE_TIMEOUT", value_name = "DOWNLOAD_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub download_idle_timeout: Duration,
 }
 
 pub const DEFAULT_CACHE_CONTROL: &str = "private, max-age=31536000, immutable";
@@ -71,6 +77,83 @@ impl Default for DownloadConfig {
             cache_control: DEFAULT_CACHE_CONTROL.into(),
             download_url_ttl: Duration::from_secs(300),
             s3_first_byte_timeout: Duration::from_secs(30),
+            download_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The HTTP server: who may call it from another origin, and how long a connection may keep it waiting.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpConfig {
+    /// Origins whose pages may call the API (CORS), comma-separated, e.g. `https://app.example.com`.
+    /// Empty: none, only pages served by the API itself.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_name = "CORS_ALLOWED_ORIGINS", default_value = "", value_parser = parse_origins)]
+    pub cors_allowed_origins: Origins,
+
+    /// How long a client may take to send a request's headers before the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", value_name = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Longest a JSON route may take, body included (file downloads have no such limit).
+    #[arg(long, env = "REQUEST_TIMEOUT", value_name = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            cors_allowed_origins: Origins::default(),
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Web origins (`scheme://host[:port]`), as browsers send them in `Origin`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins(pub Vec<String>);
+
+fn parse_origins(value: &str) -> Result<Origins, String> {
+    let mut origins = Vec::new();
+    for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+        let valid = host.is_some_and(|h| {
+            !h.is_empty() && !h.contains(['/', '?', '#', '@', '*']) && !h.contains(char::is_whitespace)
+        });
+        if !valid {
+            return Err(format!(
+                "{origin:?} is not an origin like https://app.example.com (scheme, host, optional port)"
+            ));
+        }
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok(Origins(origins))
+}
+
+fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    let duration = parse_duration(value)?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_a_comma_separated_list_of_scheme_host_port() {
+        assert_eq!(parse_origins("").unwrap(), Origins(vec![]));
+        assert_eq!(
+            parse_origins(" http://127.0.0.1:8080 , https://App.Example.com/,http://127.0.0.1:8080").unwrap(),
+            Origins(vec!["http://127.0.0.1:8080".into(), "https://app.example.com".into()])
+        );
+        for bad in ["*", "example.com", "https://", "https://a.com/path", "ftp://a.com", "https://*.a.com"] {
+            assert!(parse_origins(bad).is_err(), "{bad}");
         }
     }
 }

@@ -2,12 +2,15 @@ use std::sync::Arc;
 
 use uploads::service::Uploads;
 
+use crate::config::HttpConfig;
+
 /// What every handler can reach; cheap to clone (the pool and the S3 client are shared handles).
 #[derive(Clone)]
 pub struct AppState {
     pub uploads: Uploads,
     pub public_base_url: Arc<str>,
     pub downloads: crate::download::Downloads,
+    pub http: Arc<HttpConfig>,
 }
 
 impl AppState {

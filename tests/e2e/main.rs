@@ -6,6 +6,7 @@ mod foundation;
 mod lifecycle;
 mod openapi;
 mod presigned;
+mod server;
 mod validation;
 mod web;
 mod worker;

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use api::config::{ApiConfig, DownloadConfig};
+use api::config::{ApiConfig, DownloadConfig, HttpConfig};
 use api::state::AppState;
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 use sqlx::postgres::PgPoolOptions;
@@ -110,6 +110,7 @@ impl TestApp {
                 log: LogConfig { log_format: LogFormat::Pretty },
             },
             downloads: DownloadConfig::default(),
+            http: HttpConfig::default(),
             bind_addr: addr,
             public_base_url: Some(format!("http://{addr}")),
             shutdown_grace: Duration::from_secs(5),
@@ -119,7 +120,7 @@ impl TestApp {
         let state = api::build_state(&config).await.expect("api state");
         let pool = state.uploads.repository().pool().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(api::serve(listener, api::router(state.clone()), async move {
+        let server = tokio::spawn(api::serve(listener, api::app(state.clone()), async move {
             let _ = stopped.await;
         }));
         Self {

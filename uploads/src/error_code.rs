@@ -50,6 +50,7 @@ pub enum ErrorCode {
     TooManyDownloads,
     // Faults of the service or its dependencies.
     InternalError,
+    RequestTimeout,
     StorageError,
     StorageUnavailable,
     StorageTimeout,

@@ -20,6 +20,7 @@ pub struct Downloads {
     pub cache_control: HeaderValue,
     pub url_ttl: Duration,
     pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 impl Downloads {
@@ -32,6 +33,7 @@ impl Downloads {
             cache_control,
             url_ttl: config.download_url_ttl,
             first_byte_timeout: config.s3_first_byte_timeout,
+            idle_timeout: config.download_idle_timeout,
         })
     }
 

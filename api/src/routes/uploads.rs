@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use uploads::domain::{IndexRanges, Sha256Digest, UploadState, VerificationState};
 use uploads::repository::UploadRecord;
 use uploads::service::{ChunkUrl, CreateUpload, UploadStatus};
@@ -295,7 +296,14 @@ fn completed_body(state: &AppState, upload: UploadRecord) -> CompletedBody {
 
 pub async fn complete(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<Json<CompletedBody>, ApiError> {
     record_upload_id(id);
-    let upload = state.uploads.complete(id).await?;
+    // A completion runs to its end even when its request does not (REQUEST_TIMEOUT, a client gone): cut in
+    // the middle it would leave the upload `completing` until the worker's recovery. A retry waits for it.
+    let uploads = state.uploads.clone();
+    let completion = tokio::spawn(async move { uploads.complete(id).await }.in_current_span());
+    let upload = match completion.await {
+        Ok(result) => result?,
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    };
     Ok(Json(completed_body(&state, upload)))
 }
 
