@@ -1,10 +1,13 @@
 //! The API's configuration: the shared sections plus what only the HTTP server needs.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use uploads::config::{ServiceConfig, parse_bind_addr, parse_duration};
+use uploads::config::{Secret, ServiceConfig, parse_bind_addr, parse_duration};
+
+use crate::download::link::LinkKey;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "api", about = "Resumable upload service: HTTP API")]
@@ -13,6 +16,8 @@ pub struct ApiConfig {
     pub service: ServiceConfig,
     #[command(flatten)]
     pub downloads: DownloadConfig,
+    #[command(flatten)]
+    pub links: LinkConfig,
     #[command(flatten)]
     pub http: HttpConfig,
 
@@ -79,6 +84,59 @@ impl Default for DownloadConfig {
             s3_first_byte_timeout: Duration::from_secs(30),
             download_idle_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+/// Signed links to files (`POST /v1/files/{id}/links`, and the `downloadUrl` of a completed upload).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LinkConfig {
+    /// Key of the links' HMAC-SHA256, at least 32 bytes (e.g. `openssl rand -base64 32`). Rotating it revokes
+    /// every link handed out.
+    #[arg(long, env = "LINK_SIGNING_KEY", value_name = "LINK_SIGNING_KEY", hide_env_values = true)]
+    pub link_signing_key: Option<Secret>,
+
+    /// A file holding the key instead (a trailing newline is ignored).
+    #[arg(long, env = "LINK_SIGNING_KEY_FILE", value_name = "LINK_SIGNING_KEY_FILE")]
+    pub link_signing_key_file: Option<PathBuf>,
+
+    /// Longest lifetime a client may ask for a link.
+    #[arg(long, env = "MAX_LINK_TTL", value_name = "MAX_LINK_TTL", default_value = "7d", value_parser = parse_positive_duration)]
+    pub max_link_ttl: Duration,
+
+    /// Lifetime of the `downloadUrl` in the answers of complete and status, and of a link asked for without
+    /// `expiresIn`.
+    #[arg(long, env = "DOWNLOAD_LINK_TTL", value_name = "DOWNLOAD_LINK_TTL", default_value = "1h", value_parser = parse_positive_duration)]
+    pub download_link_ttl: Duration,
+}
+
+impl LinkConfig {
+    /// The key, from `LINK_SIGNING_KEY` or `LINK_SIGNING_KEY_FILE`: there is no default, so a deployment never
+    /// signs with a key anyone could know.
+    pub fn signing_key(&self) -> anyhow::Result<LinkKey> {
+        let bytes = match (&self.link_signing_key, &self.link_signing_key_file) {
+            (Some(_), Some(_)) => anyhow::bail!("set LINK_SIGNING_KEY or LINK_SIGNING_KEY_FILE, not both"),
+            (Some(key), None) => key.expose().as_bytes().to_vec(),
+            (None, Some(path)) => {
+                let mut bytes = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("LINK_SIGNING_KEY_FILE {}: {e}", path.display()))?;
+                while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+                    bytes.pop();
+                }
+                bytes
+            }
+            (None, None) => anyhow::bail!(
+                "LINK_SIGNING_KEY (or LINK_SIGNING_KEY_FILE) must be set: a key of at least 32 bytes that signs file links"
+            ),
+        };
+        let name = if self.link_signing_key.is_some() { "LINK_SIGNING_KEY" } else { "LINK_SIGNING_KEY_FILE" };
+        let key = LinkKey::new(&bytes).map_err(|e| anyhow::anyhow!("{name} {e}"))?;
+        anyhow::ensure!(
+            self.download_link_ttl <= self.max_link_ttl,
+            "DOWNLOAD_LINK_TTL ({:?}) must not exceed MAX_LINK_TTL ({:?})",
+            self.download_link_ttl,
+            self.max_link_ttl
+        );
+        Ok(key)
     }
 }
 
@@ -155,5 +213,35 @@ mod tests {
         for bad in ["*", "example.com", "https://", "https://a.com/path", "ftp://a.com", "https://*.a.com"] {
             assert!(parse_origins(bad).is_err(), "{bad}");
         }
+    }
+
+    fn links(key: Option<&str>, file: Option<PathBuf>) -> LinkConfig {
+        LinkConfig {
+            link_signing_key: key.map(|k| k.parse().unwrap()),
+            link_signing_key_file: file,
+            max_link_ttl: Duration::from_secs(7 * 86_400),
+            download_link_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn the_link_key_is_required_long_enough_and_from_one_place() {
+        let error = |config: LinkConfig| config.signing_key().unwrap_err().to_string();
+        assert!(error(links(None, None)).starts_with("LINK_SIGNING_KEY (or LINK_SIGNING_KEY_FILE) must be set"));
+        assert!(error(links(Some("short"), None)).starts_with("LINK_SIGNING_KEY must be at least 32 bytes"));
+        let long = "k".repeat(32);
+        assert!(links(Some(&long), None).signing_key().is_ok());
+        let path = std::env::temp_dir().join(format!("link-key-{}", std::process::id()));
+        std::fs::write(&path, format!("{}\n", "k".repeat(31))).unwrap();
+        assert!(
+            error(links(None, Some(path.clone())))
+                .starts_with("LINK_SIGNING_KEY_FILE must be at least 32 bytes, got 31")
+        );
+        std::fs::write(&path, format!("{long}\n")).unwrap();
+        assert!(links(None, Some(path.clone())).signing_key().is_ok());
+        assert!(error(links(Some(&long), Some(path.clone()))).contains("not both"));
+        std::fs::remove_file(&path).unwrap();
+        assert!(format!("{:?}", links(Some(&long), None)).contains("redacted"));
+        assert!(!format!("{:?}", links(Some(&long), None)).contains(&long));
     }
 }

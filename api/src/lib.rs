@@ -22,6 +22,7 @@ use uploads::error_code::ErrorCode;
 use uploads::service::Uploads;
 
 use crate::config::{ApiConfig, HttpConfig};
+use crate::download::link::Links;
 use crate::error::ApiError;
 use crate::middleware::REQUEST_ID;
 pub use crate::server::{App, ConnectionTimeouts, serve};
@@ -30,12 +31,17 @@ use crate::state::AppState;
 /// JSON request bodies are small: a batch of 100 checksums is ~10 KiB, metadata at most 16 KiB.
 const MAX_JSON_BODY: usize = 64 * 1024;
 
-/// Connects to Postgres (applying migrations) and S3, and builds the state every handler shares.
+/// Checks the configuration, connects to Postgres (applying migrations) and S3, and builds the state every
+/// handler shares.
 pub async fn build_state(config: &ApiConfig) -> anyhow::Result<AppState> {
+    // Configuration first: a missing key is reported without waiting for a database.
+    let key = config.links.signing_key()?;
+    let links = Links::new(key, &config.public_base_url(), config.links.download_link_ttl, config.links.max_link_ttl);
+    let downloads = download::Downloads::new(&config.downloads)?;
     Ok(AppState {
         uploads: Uploads::connect(&config.service).await?,
-        public_base_url: Arc::from(config.public_base_url()),
-        downloads: download::Downloads::new(&config.downloads)?,
+        downloads,
+        links,
         http: Arc::new(config.http.clone()),
     })
 }
@@ -64,6 +70,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/uploads/{id}/chunks/{index}/url", post(routes::uploads::chunk_url))
         .route("/v1/uploads/{id}/chunks/{index}", put(routes::uploads::confirm_chunk))
         .route("/v1/uploads/{id}/complete", post(routes::uploads::complete))
+        .route("/v1/files/{id}/links", post(routes::links::create))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/", get(routes::web::index))
@@ -93,7 +100,7 @@ pub fn with_middleware(routes: Router, http: &HttpConfig) -> Router {
             "request",
             method = %request.method(),
             route,
-            uri = %request.uri(),
+            uri = %middleware::loggable_uri(request.uri()),
             request_id,
             upload_id = tracing::field::Empty,
             range = tracing::field::Empty,

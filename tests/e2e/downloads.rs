@@ -287,7 +287,7 @@ async fn inline_disposition_encodes_any_filename() {
     let app = TestApp::spawn().await;
     let data = random_bytes(1000);
     let body =
-        json!({ "filename": "Größe \"draft\" €.txt", "size": data.len(), "contentType": "text/plain; charset=utf-8" });
+        json!({ "filename": "Größe \"draft\" €.ogg", "size": data.len(), "contentType": "audio/ogg; codecs=opus" });
     let response = app.post_json("/v1/uploads", &body).await;
     let id: Uuid = response.json::<Value>().await.unwrap()["uploadId"].as_str().unwrap().parse().unwrap();
     app.upload_chunk(id, 0, &data).await;
@@ -297,9 +297,9 @@ async fn inline_disposition_encodes_any_filename() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         text(response.headers(), "content-disposition"),
-        "inline; filename=\"Gr__e _draft_ _.txt\"; filename*=UTF-8''Gr%C3%B6%C3%9Fe%20%22draft%22%20%E2%82%AC.txt"
+        "inline; filename=\"Gr__e _draft_ _.ogg\"; filename*=UTF-8''Gr%C3%B6%C3%9Fe%20%22draft%22%20%E2%82%AC.ogg"
     );
-    assert_eq!(text(response.headers(), "content-type"), "text/plain; charset=utf-8");
+    assert_eq!(text(response.headers(), "content-type"), "audio/ogg; codecs=opus");
     assert_eq!(response.bytes().await.unwrap(), data);
 }
 

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use api::config::{ApiConfig, DownloadConfig, HttpConfig};
+use api::config::{ApiConfig, DownloadConfig, HttpConfig, LinkConfig};
 use api::state::AppState;
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 use sqlx::postgres::PgPoolOptions;
@@ -110,6 +110,12 @@ impl TestApp {
                 log: LogConfig { log_format: LogFormat::Pretty },
             },
             downloads: DownloadConfig::default(),
+            links: LinkConfig {
+                link_signing_key: Some(hex::encode(crate::random_bytes(32)).parse().expect("a secret")),
+                link_signing_key_file: None,
+                max_link_ttl: Duration::from_secs(7 * 86_400),
+                download_link_ttl: Duration::from_secs(3600),
+            },
             http: HttpConfig::default(),
             bind_addr: addr,
             public_base_url: Some(format!("http://{addr}")),

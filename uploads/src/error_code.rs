@@ -44,10 +44,13 @@ pub enum ErrorCode {
     EmptyBatch,
     BatchTooLarge,
     DuplicateChunkIndex,
+    InvalidExpiresIn,
     // Downloads.
     PreconditionFailed,
     RangeNotSatisfiable,
     TooManyDownloads,
+    LinkExpired,
+    LinkInvalid,
     // Faults of the service or its dependencies.
     InternalError,
     RequestTimeout,

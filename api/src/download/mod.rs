@@ -1,7 +1,9 @@
-//! Downloads: the RFC 9110 range and conditional rules as pure modules, plus what every download shares.
+//! Downloads: the RFC 9110 range and conditional rules and the signed-link rules as pure modules, plus what
+//! every download shares.
 
 pub mod conditional;
 pub mod disposition;
+pub mod link;
 pub mod multipart;
 pub mod range;
 
