@@ -66,6 +66,7 @@ async fn without_configured_origins_there_is_no_cors_at_all() {
     let app = TestApp::spawn().await;
     let response = preflight(&app, PAGE).await;
     assert_eq!(header(&response, "access-control-allow-origin"), None, "{:?}", response.headers());
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     let response = app.http.get(app.url("/healthz")).header("origin", PAGE).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().keys().all(|name| !name.as_str().starts_with("access-control-")));
