@@ -44,6 +44,7 @@ base="http://127.0.0.1:$api_port"
 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
 DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres" S3_ENDPOINT="http://127.0.0.1:$ls_port" \
 S3_BUCKET=bench S3_FORCE_PATH_STYLE=true BIND_ADDR="127.0.0.1:$api_port" RUST_LOG=warn \
+LINK_SIGNING_KEY="$(head -c 32 /dev/urandom | base64)" \
   "$api_bin" >"$work/api.log" 2>&1 &
 api_pid=$!
 for _ in $(seq 1 100); do curl -fsS "$base/healthz" >/dev/null 2>&1 && break; sleep 0.1; done

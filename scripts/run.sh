@@ -11,6 +11,14 @@ eval "$("$ROOT/scripts/services.sh" env)"
 export BIND_ADDR=${BIND_ADDR:-127.0.0.1:8080}
 export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://$BIND_ADDR}
 export LOG_FORMAT=${LOG_FORMAT:-pretty}
+# The key that signs file links: made once and kept under .dev/, so links survive a restart.
+if [ -z "${LINK_SIGNING_KEY:-}" ] && [ -z "${LINK_SIGNING_KEY_FILE:-}" ]; then
+  key_file="$ROOT/.dev/link-signing-key"
+  [ -s "$key_file" ] || (umask 077 && head -c 32 /dev/urandom | base64 >"$key_file")
+  export LINK_SIGNING_KEY_FILE=$key_file
+fi
+# The page the api serves itself, by either name.
+export CORS_ALLOWED_ORIGINS=${CORS_ALLOWED_ORIGINS:-http://127.0.0.1:8080,$PUBLIC_BASE_URL}
 
 pids=()
 stop_all() {

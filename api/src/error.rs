@@ -11,10 +11,14 @@ use uploads::error_code::ErrorCode;
 use uploads::service::UploadError;
 use uploads::storage::StorageError;
 
+use crate::download::link::LinkError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
     Upload(#[from] UploadError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
     #[error("{message}")]
     Request { status: StatusCode, code: ErrorCode, message: String },
 }
@@ -96,6 +100,10 @@ fn upload_error_body(err: &UploadError) -> Body {
             Body::new(StatusCode::CONFLICT, code, message).with("state", state)
         }
         E::Invalid { code, .. } => Body::new(StatusCode::UNPROCESSABLE_ENTITY, *code, message),
+        E::FilenameCharacter { character, .. } => {
+            Body::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidFilename, message)
+                .with("character", format!("U+{:04X}", *character as u32))
+        }
         E::Plan(plan) => {
             let refused = |code| Body::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
             match plan {
@@ -139,6 +147,21 @@ fn upload_error_body(err: &UploadError) -> Body {
         }
         E::Storage(storage) => storage_error_body(storage),
         E::Database(db) => database_error_body(db),
+    }
+}
+
+fn link_error_body(err: &LinkError) -> Body {
+    let message = err.to_string();
+    match err {
+        LinkError::Expired { expires } => {
+            let expired_at = i64::try_from(*expires).ok().and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+            Body::new(StatusCode::FORBIDDEN, ErrorCode::LinkExpired, message).with("expiredAt", expired_at)
+        }
+        LinkError::Invalid(_) => Body::new(StatusCode::FORBIDDEN, ErrorCode::LinkInvalid, message),
+        LinkError::LifetimeOutOfRange { max_seconds } => {
+            Body::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidExpiresIn, message)
+                .with("maxExpiresIn", max_seconds)
+        }
     }
 }
 
@@ -188,6 +211,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match &self {
             ApiError::Upload(err) => upload_error_body(err),
+            ApiError::Link(err) => link_error_body(err),
             ApiError::Request { status, code, message } => Body::new(*status, *code, message.clone()),
         };
         let mut object = Map::new();

@@ -4,76 +4,95 @@ pub mod config;
 pub mod download;
 pub mod error;
 pub mod extract;
+pub mod middleware;
 pub mod routes;
+pub mod server;
 pub mod state;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::http::StatusCode;
 use axum::routing::{get, post, put};
-use tokio::net::TcpListener;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use uploads::error_code::ErrorCode;
 use uploads::service::Uploads;
 
-use crate::config::ApiConfig;
+use crate::config::{ApiConfig, HttpConfig};
+use crate::download::link::Links;
 use crate::error::ApiError;
+use crate::middleware::REQUEST_ID;
+pub use crate::server::{App, ConnectionTimeouts, serve};
 use crate::state::AppState;
 
 /// JSON request bodies are small: a batch of 100 checksums is ~10 KiB, metadata at most 16 KiB.
 const MAX_JSON_BODY: usize = 64 * 1024;
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Connects to Postgres (applying migrations) and S3, and builds the state every handler shares.
+/// Checks the configuration, connects to Postgres (applying migrations) and S3, and builds the state every
+/// handler shares.
 pub async fn build_state(config: &ApiConfig) -> anyhow::Result<AppState> {
+    // Configuration first: a missing key is reported without waiting for a database.
+    let key = config.links.signing_key()?;
+    let links = Links::new(key, &config.public_base_url(), config.links.download_link_ttl, config.links.max_link_ttl);
+    let downloads = download::Downloads::new(&config.downloads)?;
     Ok(AppState {
         uploads: Uploads::connect(&config.service).await?,
-        public_base_url: Arc::from(config.public_base_url()),
-        downloads: download::Downloads::new(&config.downloads)?,
+        downloads,
+        links,
+        http: Arc::new(config.http.clone()),
     })
 }
 
+/// The router and its connections' deadlines, as `serve` runs them.
+pub fn app(state: AppState) -> App {
+    let timeouts =
+        ConnectionTimeouts { header_read: state.http.header_read_timeout, stalled_write: state.downloads.idle_timeout };
+    App { router: router(state), timeouts }
+}
+
+/// Every route under every layer.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    let http = state.http.clone();
+    with_middleware(routes(state), &http)
+}
+
+/// The routes with their handlers, the JSON ones under `REQUEST_TIMEOUT`; no cross-cutting layer yet, so a
+/// test can add a route before [`with_middleware`].
+pub fn routes(state: AppState) -> Router {
+    let deadline = axum::middleware::from_fn_with_state(state.http.request_timeout, middleware::request_timeout);
+    let json = Router::new()
         .route("/v1/uploads", post(routes::uploads::create))
         .route("/v1/uploads/{id}", get(routes::uploads::status).delete(routes::uploads::abort))
         .route("/v1/uploads/{id}/urls", post(routes::uploads::chunk_urls))
         .route("/v1/uploads/{id}/chunks/{index}/url", post(routes::uploads::chunk_url))
         .route("/v1/uploads/{id}/chunks/{index}", put(routes::uploads::confirm_chunk))
         .route("/v1/uploads/{id}/complete", post(routes::uploads::complete))
-        .route("/v1/files/{id}", get(routes::files::download))
+        .route("/v1/files/{id}/links", post(routes::links::create))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/", get(routes::web::index))
         .route("/app.js", get(routes::web::script))
         .route("/style.css", get(routes::web::style))
+        .layer(deadline);
+    // A file body may stream for hours: its only deadlines are S3's first byte and a client that stops reading.
+    let files = Router::new().route("/v1/files/{id}", get(routes::files::download));
+    json.merge(files)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
-        .with_state(state);
+        .with_state(state)
+}
 
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE])
-        .allow_headers(Any)
-        .expose_headers([
-            header::LOCATION,
-            header::ETAG,
-            header::CONTENT_RANGE,
-            header::ACCEPT_RANGES,
-            header::CONTENT_LENGTH,
-            header::CONTENT_DISPOSITION,
-            REQUEST_ID.clone(),
-            HeaderName::from_static("repr-digest"),
-        ])
-        .max_age(Duration::from_secs(3600));
-
+/// The layers every route runs under, innermost first: a panic becomes a 500 envelope (which CORS, the
+/// request id and the trace then see like any answer), CORS, the request id, the request's log span.
+pub fn with_middleware(routes: Router, http: &HttpConfig) -> Router {
+    let mut router = routes.layer(CatchPanicLayer::custom(middleware::panic_response));
+    if let Some(cors) = middleware::cors(&http.cors_allowed_origins) {
+        router = router.layer(cors);
+    }
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request| {
         let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
         let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -81,14 +100,13 @@ pub fn router(state: AppState) -> Router {
             "request",
             method = %request.method(),
             route,
-            uri = %request.uri(),
+            uri = %middleware::loggable_uri(request.uri()),
             request_id,
             upload_id = tracing::field::Empty,
             range = tracing::field::Empty,
         )
     });
-
-    api.layer(cors)
+    router
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
@@ -104,13 +122,4 @@ async fn method_not_allowed() -> ApiError {
         ErrorCode::MethodNotAllowed,
         "this route does not accept that method",
     )
-}
-
-/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     };
-    let server = tokio::spawn(api::serve(listener, api::router(state), shutdown));
+    let server = tokio::spawn(api::serve(listener, api::app(state), shutdown));
 
     uploads::telemetry::shutdown_signal().await;
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new connections, finishing in-flight requests");

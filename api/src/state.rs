@@ -1,17 +1,26 @@
+//! What every handler shares.
+
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use uploads::service::Uploads;
+
+use crate::config::HttpConfig;
+use crate::download::disposition::Disposition;
+use crate::download::link::{Link, Links};
 
 /// What every handler can reach; cheap to clone (the pool and the S3 client are shared handles).
 #[derive(Clone)]
 pub struct AppState {
     pub uploads: Uploads,
-    pub public_base_url: Arc<str>,
     pub downloads: crate::download::Downloads,
+    pub links: Links,
+    pub http: Arc<HttpConfig>,
 }
 
 impl AppState {
+    /// The `downloadUrl` of a completed upload: a signed link, so a browser can follow it without a token.
     pub fn download_url(&self, id: uuid::Uuid) -> String {
-        format!("{}/v1/files/{id}", self.public_base_url)
+        self.links.url(&Link::new(id, Disposition::Attachment, SystemTime::now(), self.links.default_ttl))
     }
 }

@@ -8,6 +8,7 @@ const PARALLEL = 3; // chunks in flight
 const BATCH = 12; // URLs asked for per request
 const RETRIES = 5;
 const MAX_RENEWALS = 3;
+const PLAYER_LINK_SECONDS = 6 * 3600;
 
 const $ = (id) => document.getElementById(id);
 
@@ -55,11 +56,15 @@ async function sha256Hex(blob) {
 }
 
 // One PUT to a presigned URL, with its signed headers; XHR because fetch reports no upload progress.
+// Content-Length is signed too, but a browser sets it itself (exactly the Blob's size) and refuses a script
+// that tries: leave it out.
 function putToS3(target, blob, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open(target.method, target.url);
-    for (const [name, value] of Object.entries(target.headers)) xhr.setRequestHeader(name, value);
+    for (const [name, value] of Object.entries(target.headers)) {
+      if (name.toLowerCase() !== 'content-length') xhr.setRequestHeader(name, value);
+    }
     xhr.upload.onprogress = (event) => onProgress(event.loaded);
     xhr.onload = () => {
       const etag = xhr.getResponseHeader('ETag');
@@ -96,8 +101,18 @@ function formatSeconds(seconds) {
   return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
 }
 
+// An upload id from the address bar or from storage is data someone else may have written: only a UUID is
+// ever put into a path.
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const isUploadId = (value) => typeof value === 'string' && UUID.test(value);
+
 const saved = {
-  load: () => { try { return JSON.parse(localStorage.getItem(STORE_KEY)); } catch { return null; } },
+  load: () => {
+    try {
+      const upload = JSON.parse(localStorage.getItem(STORE_KEY));
+      return upload && isUploadId(upload.id) ? upload : null;
+    } catch { return null; }
+  },
   store: (value) => localStorage.setItem(STORE_KEY, JSON.stringify(value)),
   clear: () => localStorage.removeItem(STORE_KEY),
 };
@@ -245,9 +260,14 @@ async function showUpload(id) {
   $('done-name').textContent = status.filename;
   $('done-text').textContent = `${formatBytes(status.size)} · ${status.contentType} · id ${status.uploadId}`;
   const playable = /^(video|audio)\//.test(status.contentType);
+  // Both are signed links (no token needed in <video src> or <a href>): downloadUrl saves the file; the player
+  // asks for an inline one that lasts long enough to watch a film and seek in it.
+  if (playable) {
+    const body = { expiresIn: PLAYER_LINK_SECONDS, disposition: 'inline' };
+    $('player').src = (await api('POST', `/v1/files/${status.uploadId}/links`, body)).url;
+  }
   $('player').hidden = !playable;
-  if (playable) $('player').src = `${status.downloadUrl}?disposition=inline`;
-  $('download').href = `${status.downloadUrl}?disposition=attachment`;
+  $('download').href = status.downloadUrl;
   $('download').setAttribute('download', status.filename);
   history.replaceState(null, '', `/?upload=${status.uploadId}`);
 }
@@ -288,7 +308,7 @@ $('another').addEventListener('click', () => {
   say('');
 });
 
-const linked = new URLSearchParams(location.search).get('upload');
+const linked = [new URLSearchParams(location.search).get('upload')].find(isUploadId);
 const pending = saved.load();
 if (linked) showUpload(linked).catch(failed);
 else if (pending) offerResume(pending);

@@ -32,9 +32,14 @@ async fn the_chunk_checksum_is_a_signed_header_of_the_url() {
 
     let signed = query_param(&url.url, "X-Amz-SignedHeaders").expect("a SigV4 presigned URL");
     assert!(signed.split(';').any(|h| h == "x-amz-checksum-sha256"), "signed headers: {signed}");
+    assert!(signed.split(';').any(|h| h == "content-length"), "signed headers: {signed}");
     let expected = BASE64.encode(Sha256::digest(&chunk));
-    // Exactly the one checksum the client declared: no CRC32, no x-amz-sdk-checksum-algorithm to send.
-    assert_eq!(url.headers.into_iter().collect::<Vec<_>>(), [("x-amz-checksum-sha256".to_string(), expected)]);
+    // Exactly the one checksum the client declared (no CRC32, no x-amz-sdk-checksum-algorithm to send), and
+    // the chunk's planned length.
+    assert_eq!(
+        url.headers.into_iter().collect::<Vec<_>>(),
+        [("content-length".to_string(), "1000".to_string()), ("x-amz-checksum-sha256".to_string(), expected)]
+    );
     assert_eq!(query_param(&url.url, "partNumber").as_deref(), Some("1"));
 }
 
@@ -150,4 +155,34 @@ async fn a_refused_re_put_of_a_received_chunk_never_completes_into_a_wrong_objec
         let object = app.storage.head_object(&format!("uploads/{id}")).await.unwrap();
         assert!(object.is_none(), "the wrong object outlived its upload");
     }
+}
+
+/// The URL signs the chunk's planned length: a body one byte longer or shorter is refused by S3 before its
+/// checksum is even looked at, so a part can never be larger than planned.
+#[tokio::test]
+async fn s3_rejects_a_part_of_another_length_than_planned() {
+    let app = TestApp::spawn().await;
+    let chunk = random_bytes(CHUNK);
+    let id = app.create_upload((CHUNK + 10) as u64, Some(CHUNK as u64)).await;
+    let url = app.chunk_url(id, 0, &chunk).await;
+    assert_eq!(url.headers.get("content-length").map(String::as_str), Some(CHUNK.to_string().as_str()));
+
+    let mut longer = chunk.clone();
+    longer.push(0);
+    for (what, body) in [("one byte more", longer), ("one byte less", chunk[..CHUNK - 1].to_vec())] {
+        let put = app.put_to_s3(&url, body).await;
+        let status = put.status();
+        let text = put.text().await.unwrap_or_default();
+        println!("{what}: S3 answered {status}: {text}");
+        assert_eq!(status, StatusCode::FORBIDDEN, "{what}: {text}");
+        assert!(text.contains("SignatureDoesNotMatch"), "{what}: {text}");
+    }
+    assert_eq!(app.status(id, true).await["missingChunks"], json!([[0, 1]]));
+    assert_eq!(app.put_to_s3(&url, chunk).await.status(), StatusCode::OK);
+
+    // The last, shorter chunk is signed for its own length.
+    let tail = random_bytes(10);
+    let url = app.chunk_url(id, 1, &tail).await;
+    assert_eq!(url.headers.get("content-length").map(String::as_str), Some("10"));
+    assert_eq!(app.put_to_s3(&url, tail).await.status(), StatusCode::OK);
 }

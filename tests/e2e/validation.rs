@@ -138,7 +138,15 @@ async fn cases(app: &TestApp) -> Vec<Case> {
         create("body too large", file(json!({ "metadata": { "x": "a".repeat(100_000) } })), 413, "body_too_large"),
         // Values the service refuses.
         create("empty filename", file(json!({ "filename": " " })), 422, "invalid_filename"),
+        create("bidi override in filename", file(json!({ "filename": "a\u{202E}4pm.exe" })), 422, "invalid_filename")
+            .with("character", json!("U+202E")),
         create("bad content type", file(json!({ "contentType": "video" })), 422, "invalid_content_type"),
+        create(
+            "content type list",
+            file(json!({ "contentType": "text/html, video/mp4" })),
+            422,
+            "invalid_content_type",
+        ),
         create("metadata not an object", file(json!({ "metadata": [1] })), 422, "invalid_metadata"),
         create("metadata too large", file(json!({ "metadata": { "x": "a".repeat(20_000) } })), 422, "invalid_metadata"),
         create("metadata with NUL", file(json!({ "metadata": { "x": "a\u{0}b" } })), 422, "invalid_metadata"),

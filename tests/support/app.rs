@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use api::config::{ApiConfig, DownloadConfig};
+use api::config::{ApiConfig, DownloadConfig, HttpConfig, LinkConfig};
 use api::state::AppState;
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 use sqlx::postgres::PgPoolOptions;
@@ -118,6 +118,13 @@ impl TestApp {
                 log: LogConfig { log_format: LogFormat::Pretty },
             },
             downloads: DownloadConfig::default(),
+            links: LinkConfig {
+                link_signing_key: Some(hex::encode(crate::random_bytes(32)).parse().expect("a secret")),
+                link_signing_key_file: None,
+                max_link_ttl: Duration::from_secs(7 * 86_400),
+                download_link_ttl: Duration::from_secs(3600),
+            },
+            http: HttpConfig::default(),
             bind_addr: addr,
             public_base_url: Some(format!("http://{addr}")),
             shutdown_grace: Duration::from_secs(5),
@@ -127,7 +134,7 @@ impl TestApp {
         let state = api::build_state(&config).await.expect("api state");
         let pool = state.uploads.repository().pool().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(api::serve(listener, api::router(state.clone()), async move {
+        let server = tokio::spawn(api::serve(listener, api::app(state.clone()), async move {
             let _ = stopped.await;
         }));
         Self {

@@ -46,12 +46,16 @@ pub enum ErrorCode {
     EmptyBatch,
     BatchTooLarge,
     DuplicateChunkIndex,
+    InvalidExpiresIn,
     // Downloads.
     PreconditionFailed,
     RangeNotSatisfiable,
     TooManyDownloads,
+    LinkExpired,
+    LinkInvalid,
     // Faults of the service or its dependencies.
     InternalError,
+    RequestTimeout,
     StorageError,
     StorageUnavailable,
     StorageTimeout,

@@ -1,7 +1,9 @@
-//! Downloads: the RFC 9110 range and conditional rules as pure modules, plus what every download shares.
+//! Downloads: the RFC 9110 range and conditional rules and the signed-link rules as pure modules, plus what
+//! every download shares.
 
 pub mod conditional;
 pub mod disposition;
+pub mod link;
 pub mod multipart;
 pub mod range;
 
@@ -20,6 +22,7 @@ pub struct Downloads {
     pub cache_control: HeaderValue,
     pub url_ttl: Duration,
     pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
 }
 
 impl Downloads {
@@ -32,6 +35,7 @@ impl Downloads {
             cache_control,
             url_ttl: config.download_url_ttl,
             first_byte_timeout: config.s3_first_byte_timeout,
+            idle_timeout: config.download_idle_timeout,
         })
     }
 

@@ -1,25 +1,26 @@
 //! `GET` and `HEAD /v1/files/{id}`: a completed upload, with ranges and conditions per RFC 9110, streamed
-//! from S3 as it arrives. The rules live in [`crate::download`]; this module only wires them to HTTP.
+//! from S3 as it arrives, or through a signed link. The rules live in [`crate::download`]; this module only
+//! wires them to HTTP.
 
-use std::time::{Duration, SystemTime};
+mod stream;
+
+use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::{StreamExt, TryStreamExt, stream};
 use serde::Deserialize;
-use tokio::sync::OwnedSemaphorePermit;
 use uploads::error_code::ErrorCode;
-use uploads::service::DownloadableFile;
-use uploads::service::Uploads;
-use uploads::storage::{ObjectRange, ObjectStream, PresignedGet};
+use uploads::storage::{PresignedRead, ReadMethod};
 use uuid::Uuid;
 
+use self::stream::{multipart_body, object_range, stream_body};
 use crate::download::conditional::{self, Conditions, Precondition, Validators};
-use crate::download::disposition::Disposition;
+use crate::download::disposition::{self, Disposition};
+use crate::download::link::{Link, LinkParams};
 use crate::download::multipart::Multipart;
-use crate::download::range::{self, ByteRange, RangeOutcome};
+use crate::download::range::{self, RangeOutcome};
 use crate::error::ApiError;
 use crate::extract::{Path, Query};
 use crate::state::AppState;
@@ -32,6 +33,15 @@ pub struct FileQuery {
     /// Answer 302 to a presigned S3 URL instead of proxying the bytes.
     #[serde(default)]
     redirect: bool,
+    /// A signed link's expiry (unix seconds) and signature; see [`crate::download::link`].
+    expires: Option<String>,
+    sig: Option<String>,
+}
+
+impl FileQuery {
+    fn link_params(&self) -> LinkParams<'_> {
+        LinkParams { expires: self.expires.as_deref(), sig: self.sig.as_deref(), disposition: self.disposition }
+    }
 }
 
 pub async fn download(
@@ -51,11 +61,21 @@ pub async fn download(
         respond(&state, &method, id, &query, &headers, range_header).await.unwrap_or_else(|e| e.into_response());
     // The status beside the Range asked for: what an operator (and the browser test) reads to see seeking.
     tracing::info!(status = response.status().as_u16(), range = range_header.unwrap_or(""), "file answered");
-    response
+    with_safe_origin(response)
 }
 
 /// RFC 9530: the SHA-256 of the whole file, so a client can check what it assembled from ranges.
 static REPR_DIGEST: HeaderName = HeaderName::from_static("repr-digest");
+
+/// A file shares the web page's origin: whatever it holds, the browser must neither guess a more active type
+/// than the one sent (`nosniff`) nor run anything of it (`sandbox`: no script, no same-origin access, and
+/// `default-src 'none'`: no fetch of anything).
+fn with_safe_origin(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+    response
+}
 
 async fn respond(
     state: &AppState,
@@ -65,16 +85,24 @@ async fn respond(
     headers: &HeaderMap,
     range_header: Option<&str>,
 ) -> Result<Response, ApiError> {
+    let now = SystemTime::now();
+    // A signed link is checked before anything is looked up: a forged one learns nothing about the id.
+    let link = state.links.verify(id, &query.link_params(), now)?;
+    // OWNER CHECK (merge with the auth branch): without a link (`link` is None) the caller must own the
+    // upload; with one, the link is the permission and no token is needed.
     let uploads = &state.uploads;
     let file = uploads.downloadable(id).await?;
-    let disposition = query.disposition.header_value(&file.filename);
+    let media_type = disposition::served_media_type(&file.content_type);
+    let content_type: &str = media_type.as_ref();
+    let disposition = query.disposition.allowed_for(&media_type).header_value(&file.filename);
     let cache_control = &state.downloads.cache_control;
     if query.redirect {
-        let options = PresignedGet {
-            content_type: &file.content_type,
+        let options = PresignedRead {
+            method: if *method == Method::HEAD { ReadMethod::Head } else { ReadMethod::Get },
+            content_type,
             content_disposition: &disposition,
             cache_control: cache_control.to_str().unwrap_or_default(),
-            ttl: state.downloads.url_ttl,
+            ttl: presign_ttl(state, link.as_ref(), now),
         };
         let presigned = uploads.presign_download(&file, options).await?;
         return Ok(redirect(&presigned.url));
@@ -131,9 +159,9 @@ async fn respond(
     }
 
     common.insert(header::CONTENT_DISPOSITION, header_value(&disposition));
-    let mut content_type = header_value(&file.content_type);
+    let mut type_header = header_value(content_type);
     if *method == Method::HEAD {
-        return Ok(body_response(StatusCode::OK, common, content_type, file.size, Body::empty()));
+        return Ok(body_response(StatusCode::OK, common, type_header, file.size, Body::empty()));
     }
     // Past this point bytes flow from S3: take a stream slot, which the body keeps until it is dropped.
     let slot = state.downloads.try_start_stream().ok_or_else(|| {
@@ -146,7 +174,7 @@ async fn respond(
     let timeout = state.downloads.first_byte_timeout;
     let (status, length, bytes) = match outcome {
         RangeOutcome::Full if file.size == 0 => {
-            return Ok(body_response(StatusCode::OK, common, content_type, 0, Body::empty()));
+            return Ok(body_response(StatusCode::OK, common, type_header, 0, Body::empty()));
         }
         RangeOutcome::Full => (StatusCode::OK, file.size, uploads.read(&file, None, timeout).await?),
         RangeOutcome::Single(range) => {
@@ -155,9 +183,9 @@ async fn respond(
             (StatusCode::PARTIAL_CONTENT, range.byte_count(), bytes)
         }
         RangeOutcome::Multiple(ranges) => {
-            let multipart = Multipart::new(Uuid::new_v4().simple().to_string(), &file.content_type, file.size);
+            let multipart = Multipart::new(Uuid::new_v4().simple().to_string(), content_type, file.size);
             let length = multipart.content_length(&ranges);
-            content_type = header_value(&multipart.content_type());
+            type_header = header_value(&multipart.content_type());
             (
                 StatusCode::PARTIAL_CONTENT,
                 length,
@@ -166,65 +194,13 @@ async fn respond(
         }
         RangeOutcome::Unsatisfiable => unreachable!("answered 416 above"),
     };
-    Ok(body_response(status, common, content_type, length, stream_body(bytes, slot, length)))
+    Ok(body_response(status, common, type_header, length, stream_body(bytes, slot, length)))
 }
 
-/// Each part is its own ranged GetObject, opened when the previous part is sent. The first is opened before
-/// answering, so an S3 failure still becomes a 5xx instead of a truncated 206.
-async fn multipart_body(
-    uploads: Uploads,
-    file: DownloadableFile,
-    multipart: Multipart,
-    ranges: Vec<ByteRange>,
-    timeout: Duration,
-) -> Result<ObjectStream, ApiError> {
-    let first = uploads.read(&file, Some(object_range(ranges[0])), timeout).await?;
-    let head = stream::once(std::future::ready(Ok(multipart.part_header(0, &ranges[0])))).chain(first);
-    let closing = stream::once(std::future::ready(Ok(multipart.closing())));
-    let later_parts: Vec<(usize, ByteRange)> = ranges.into_iter().enumerate().skip(1).collect();
-    let rest = stream::iter(later_parts)
-        .then(move |(index, range)| {
-            let (uploads, file, header) = (uploads.clone(), file.clone(), multipart.part_header(index, &range));
-            async move {
-                let bytes =
-                    uploads.read(&file, Some(object_range(range)), timeout).await.map_err(std::io::Error::other)?;
-                Ok::<_, std::io::Error>(stream::once(std::future::ready(Ok(header))).chain(bytes))
-            }
-        })
-        .try_flatten();
-    Ok(Box::pin(head.chain(rest).chain(closing)))
-}
-
-/// The body that streams S3's bytes while holding the download slot. An error after the first byte ends the
-/// response early: the connection closes, which is how HTTP/1.1 signals truncation, and the client resumes
-/// with a Range request.
-fn stream_body(bytes: ObjectStream, slot: OwnedSemaphorePermit, length: u64) -> Body {
-    let mut progress = Progress { _slot: slot, length, sent: 0, span: tracing::Span::current() };
-    Body::from_stream(bytes.map(move |chunk| {
-        let chunk = chunk.inspect_err(|err| {
-            progress.span.in_scope(|| tracing::warn!(error = %err, "S3 stream failed mid-response; closing"));
-        })?;
-        progress.sent += chunk.len() as u64;
-        Ok::<_, std::io::Error>(chunk)
-    }))
-}
-
-/// Lives as long as the response body: holds the download slot, and notes a body dropped unfinished
-/// (the client left, or S3 failed), whose S3 read is cancelled with it.
-struct Progress {
-    _slot: OwnedSemaphorePermit,
-    length: u64,
-    sent: u64,
-    span: tracing::Span,
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        if self.sent < self.length {
-            let (sent, length) = (self.sent, self.length);
-            self.span.in_scope(|| tracing::info!(sent, length, "download ended early; S3 read cancelled"));
-        }
-    }
+/// A presigned URL lives `DOWNLOAD_URL_TTL`, and never longer than the link it was reached through.
+fn presign_ttl(state: &AppState, link: Option<&Link>, now: SystemTime) -> std::time::Duration {
+    let ttl = state.downloads.url_ttl;
+    link.map_or(ttl, |link| ttl.min(link.remaining(now)).max(std::time::Duration::from_secs(1)))
 }
 
 fn body_response(
@@ -265,10 +241,6 @@ fn single_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str
 fn joined_value(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     let values: Vec<&str> = headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("")).collect();
     (!values.is_empty()).then(|| values.join(", "))
-}
-
-fn object_range(range: ByteRange) -> ObjectRange {
-    ObjectRange { first: range.start, last: range.end }
 }
 
 fn header_value(value: &str) -> HeaderValue {

@@ -1,4 +1,5 @@
 pub mod files;
 pub mod health;
+pub mod links;
 pub mod uploads;
 pub mod web;

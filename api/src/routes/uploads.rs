@@ -295,6 +295,8 @@ fn completed_body(state: &AppState, upload: UploadRecord) -> CompletedBody {
 
 pub async fn complete(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<Json<CompletedBody>, ApiError> {
     record_upload_id(id);
+    // The service runs the completion detached from this request: cut by REQUEST_TIMEOUT or a client gone,
+    // it still ends, and a retry finds its result.
     let upload = state.uploads.complete(id).await?;
     Ok(Json(completed_body(&state, upload)))
 }

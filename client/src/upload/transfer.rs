@@ -193,6 +193,15 @@ async fn put_once(
         .header(reqwest::header::CONTENT_LENGTH, len)
         .body(reqwest::Body::wrap_stream(body));
     for (name, value) in &url.headers {
+        // The signed length is the chunk's, set above from the bytes in hand; sending it twice would be two
+        // Content-Length fields. A service that planned another length is a bug S3 would refuse anyway.
+        if name.eq_ignore_ascii_case("content-length") {
+            if value.trim() != len.to_string() {
+                let message = format!("the URL for chunk {} is signed for {value} bytes, not {len}", url.index);
+                return Err(PutError::Other(ApiError::Protocol(message)));
+            }
+            continue;
+        }
         request = request.header(name, value);
     }
     let response = request.send().await.map_err(|err| PutError::Other(ApiError::network("S3")(err)))?;

@@ -28,6 +28,7 @@ impl ApiProcess {
             .env("S3_BUCKET", &app.config.service.s3.s3_bucket)
             .env("S3_FORCE_PATH_STYLE", "true")
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("LINK_SIGNING_KEY", app.config.links.link_signing_key.as_ref().expect("a key").expose())
             .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

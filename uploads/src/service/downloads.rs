@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{UploadError, Uploads, gone_check};
 use crate::domain::UploadState;
-use crate::storage::{ObjectRange, ObjectStream, PresignedGet, PresignedRequest, StorageError};
+use crate::storage::{ObjectRange, ObjectStream, PresignedRead, PresignedRequest, StorageError};
 
 /// A completed upload, described as the representation a GET returns.
 #[derive(Debug, Clone)]
@@ -62,12 +62,12 @@ impl Uploads {
         Ok(self.storage().get_object(&file.object_key, range, &file.etag, first_byte_timeout).await?)
     }
 
-    /// A presigned GET for clients that fetch from S3 themselves.
+    /// A presigned GET (or HEAD) for clients that fetch from S3 themselves.
     pub async fn presign_download(
         &self,
         file: &DownloadableFile,
-        options: PresignedGet<'_>,
+        options: PresignedRead<'_>,
     ) -> Result<PresignedRequest, UploadError> {
-        Ok(self.storage().presign_get(&file.object_key, options).await?)
+        Ok(self.storage().presign_read(&file.object_key, options).await?)
     }
 }

@@ -10,7 +10,7 @@ use crate::config::{ServiceConfig, UploadPolicy};
 use crate::domain::{ChunkPlan, ChunkPlanError, IndexRanges, Sha256Digest, UploadState};
 use crate::error_code::ErrorCode;
 use crate::repository::{ChunkRecord, NewUpload, Repository, UploadRecord};
-use crate::storage::{PresignedRequest, Storage, StorageError};
+use crate::storage::{PartToPresign, PresignedRequest, Storage, StorageError};
 
 mod completion;
 mod downloads;
@@ -40,6 +40,11 @@ pub enum UploadError {
     NotUploading(UploadState),
     #[error("{message}")]
     Invalid { code: ErrorCode, message: String },
+    #[error(
+        "filename contains U+{:04X}, {kind}; rename the file without it",
+        *.character as u32
+    )]
+    FilenameCharacter { character: char, kind: &'static str },
     #[error(transparent)]
     Plan(#[from] ChunkPlanError),
     #[error("chunk index {index} is out of range: this upload has {total_chunks} chunks (0..={})", .total_chunks.saturating_sub(1))]
@@ -198,12 +203,18 @@ impl Uploads {
             return Err(self.explain_refusal(id, declared.iter().map(|(i, _)| *i).max()).await);
         };
         let s3_upload_id = upload.s3_upload_id.as_deref().unwrap_or_default();
+        let plan = upload.plan();
         let mut urls = Vec::with_capacity(declared.len());
         for (index, sha256) in declared {
             let part_number = index + 1;
+            // declare_chunks matched only indices inside the plan.
+            let length = plan
+                .chunk_len(index)
+                .ok_or(UploadError::ChunkOutOfRange { index, total_chunks: plan.total_chunks() })?;
+            let part = PartToPresign { part_number, length, sha256: &sha256 };
             let request = self
                 .storage
-                .presign_upload_part(&upload.object_key, s3_upload_id, part_number, &sha256, self.policy.presign_ttl)
+                .presign_upload_part(&upload.object_key, s3_upload_id, part, self.policy.presign_ttl)
                 .await?;
             urls.push(ChunkUrl { index, part_number, request });
         }

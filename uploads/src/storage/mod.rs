@@ -24,7 +24,7 @@ use crate::domain::Sha256Digest;
 
 mod objects;
 pub use call_counts::{S3CallCounts, S3Operation};
-pub use objects::{ObjectHash, ObjectRange, ObjectStream, PresignedGet};
+pub use objects::{ObjectHash, ObjectRange, ObjectStream, PresignedRead, ReadMethod};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -90,6 +90,14 @@ pub struct StoredPart {
     pub etag: String,
     pub size: u64,
     pub sha256: Option<Sha256Digest>,
+}
+
+/// One part a client is to PUT: its number, exact length and SHA-256, all signed into the URL.
+#[derive(Debug, Clone, Copy)]
+pub struct PartToPresign<'a> {
+    pub part_number: u32,
+    pub length: u64,
+    pub sha256: &'a Sha256Digest,
 }
 
 /// One part to stitch into the object (CompleteMultipartUpload).
@@ -187,13 +195,13 @@ impl Storage {
         })
     }
 
-    /// A presigned UploadPart whose signature covers `x-amz-checksum-sha256`: S3 itself refuses other bytes.
+    /// A presigned UploadPart whose signature covers `x-amz-checksum-sha256` and `Content-Length`: S3 itself
+    /// refuses other bytes, and a part larger (or smaller) than the chunk plan says.
     pub async fn presign_upload_part(
         &self,
         key: &str,
         upload_id: &str,
-        part_number: u32,
-        sha256: &Sha256Digest,
+        part: PartToPresign<'_>,
         ttl: Duration,
     ) -> Result<PresignedRequest, StorageError> {
         let presigning = PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Presign(e.to_string()))?;
@@ -204,8 +212,9 @@ impl Storage {
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
-            .part_number(part_number as i32)
-            .checksum_sha256(sha256.to_base64())
+            .part_number(part.part_number as i32)
+            .content_length(i64::try_from(part.length).unwrap_or(i64::MAX))
+            .checksum_sha256(part.sha256.to_base64())
             .presigned(presigning)
             .await
             .map_err(|e| StorageError::Presign(format!("{e:?}")))?;

@@ -1,4 +1,4 @@
-//! Finished objects: ranged, conditional GetObject streamed as it arrives, presigned GETs, hashing a whole
+//! Finished objects: ranged, conditional GetObject streamed as it arrives, presigned GETs and HEADs, hashing a whole
 //! object as a stream (objects reach 5 TiB: never in memory), and deleting one.
 
 use std::pin::Pin;
@@ -31,9 +31,17 @@ pub struct ObjectHash {
     pub size: u64,
 }
 
-/// Options of a presigned GET, signed into the URL so S3 answers with the headers the API would.
+/// Which read a presigned URL is for: SigV4 signs the method, so a URL presigned for GET answers a HEAD 403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMethod {
+    Get,
+    Head,
+}
+
+/// Options of a presigned read, signed into the URL so S3 answers with the headers the API would.
 #[derive(Debug, Clone)]
-pub struct PresignedGet<'a> {
+pub struct PresignedRead<'a> {
+    pub method: ReadMethod,
     pub content_type: &'a str,
     pub content_disposition: &'a str,
     pub cache_control: &'a str,
@@ -68,21 +76,30 @@ impl Storage {
         })))
     }
 
-    /// A short-lived GET URL straight to S3; it honours `Range` and conditional headers itself.
-    pub async fn presign_get(&self, key: &str, options: PresignedGet<'_>) -> Result<PresignedRequest, StorageError> {
+    /// A short-lived GET or HEAD URL straight to S3; it honours `Range` and conditional headers itself.
+    pub async fn presign_read(&self, key: &str, options: PresignedRead<'_>) -> Result<PresignedRequest, StorageError> {
         let presigning = PresigningConfig::expires_in(options.ttl).map_err(|e| StorageError::Presign(e.to_string()))?;
         let expires_at = DateTime::<Utc>::from(SystemTime::now() + options.ttl);
-        let request = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .response_content_type(options.content_type)
-            .response_content_disposition(options.content_disposition)
-            .response_cache_control(options.cache_control)
-            .presigned(presigning)
-            .await
-            .map_err(|e| StorageError::Presign(format!("{e:?}")))?;
+        // GetObject and HeadObject take the same options through builders of different types.
+        macro_rules! presign {
+            ($operation:ident) => {
+                self.client
+                    .$operation()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .response_content_type(options.content_type)
+                    .response_content_disposition(options.content_disposition)
+                    .response_cache_control(options.cache_control)
+                    .presigned(presigning)
+                    .await
+                    .map_err(|e| StorageError::Presign(format!("{e:?}")))
+            };
+        }
+        let presigned = match options.method {
+            ReadMethod::Get => presign!(get_object),
+            ReadMethod::Head => presign!(head_object),
+        };
+        let request = presigned?;
         Ok(PresignedRequest {
             url: request.uri().to_string(),
             method: request.method().to_string(),

@@ -1,0 +1,45 @@
+//! `POST /v1/files/{id}/links`: a signed link to a completed upload, for browsers and sharing.
+
+use std::time::SystemTime;
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::download::disposition::Disposition;
+use crate::download::link::Link;
+use crate::error::ApiError;
+use crate::extract::{Json, Path};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinkRequest {
+    /// Seconds the link stays valid; `DOWNLOAD_LINK_TTL` when left out.
+    expires_in: Option<u64>,
+    #[serde(default)]
+    disposition: Disposition,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkBody {
+    url: String,
+    expires_at: DateTime<Utc>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<LinkRequest>,
+) -> Result<Json<LinkBody>, ApiError> {
+    tracing::Span::current().record("upload_id", tracing::field::display(id));
+    let lifetime = state.links.lifetime(body.expires_in)?;
+    // OWNER CHECK (merge with the auth branch): only the upload's owner may hand out links to it. Take the
+    // caller here and call the owner-checked entry point instead, so another owner's upload is upload_not_found.
+    state.uploads.downloadable(id).await?;
+    let link = Link::new(id, body.disposition, SystemTime::now(), lifetime);
+    let expires_at = DateTime::from_timestamp(i64::try_from(link.expires).unwrap_or(i64::MAX), 0).unwrap_or_default();
+    Ok(Json(LinkBody { url: state.links.url(&link), expires_at }))
+}
