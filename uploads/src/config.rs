@@ -65,6 +65,21 @@ pub struct UploadPolicy {
     /// Largest file accepted, in bytes (S3's own limit is 5 TiB).
     #[arg(long, env = "MAX_UPLOAD_SIZE", value_name = "MAX_UPLOAD_SIZE", default_value_t = 5 * 1024 * 1024 * 1024 * 1024)]
     pub max_upload_size: u64,
+
+    /// Uploads one owner may have in `uploading` at once; one more is answered 429.
+    #[arg(long, env = "MAX_ACTIVE_UPLOADS", value_name = "MAX_ACTIVE_UPLOADS", default_value_t = 100)]
+    pub max_active_uploads: u64,
+
+    /// Bytes (the sum of the declared sizes) one owner may have in `uploading` uploads at once; also caps one
+    /// upload's size. The default lets two uploads of the largest size run at once.
+    #[arg(long, env = "MAX_ACTIVE_BYTES", value_name = "MAX_ACTIVE_BYTES", default_value_t = 10 * 1024 * 1024 * 1024 * 1024)]
+    pub max_active_bytes: u64,
+}
+
+impl UploadPolicy {
+    pub fn active_limits(&self) -> crate::repository::ActiveLimits {
+        crate::repository::ActiveLimits { max_uploads: self.max_active_uploads, max_bytes: self.max_active_bytes }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

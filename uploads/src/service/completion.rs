@@ -7,7 +7,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::{PartMismatch, UploadError, Uploads, gone_check};
-use crate::domain::{IndexRanges, Sha256Digest, UploadState};
+use crate::domain::{IndexRanges, Owner, Sha256Digest, UploadState};
 use crate::repository::{UploadRecord, VerifiedChunk};
 use crate::storage::{PartToComplete, StorageError};
 
@@ -24,17 +24,17 @@ enum AfterTransientFailure {
 }
 
 impl Uploads {
-    /// Stitches the chunks into the object. Idempotent: completing a completed upload returns it again.
+    /// Stitches `owner`'s chunks into the object. Idempotent: completing a completed upload returns it again.
     /// Of two concurrent calls one wins the `uploading -> completing` transition and calls S3; the other
     /// waits for its outcome.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn complete(&self, id: Uuid) -> Result<UploadRecord, UploadError> {
+    pub async fn complete(&self, owner: &Owner, id: Uuid) -> Result<UploadRecord, UploadError> {
         let deadline = tokio::time::Instant::now() + COMPLETION_WAIT;
         let upload = loop {
-            if let Some(upload) = self.repo.begin_completion(id).await? {
+            if let Some(upload) = self.repo.begin_completion(id, owner).await? {
                 break upload;
             }
-            let current = self.repo.find_upload(id).await?.ok_or(UploadError::NotFound)?;
+            let current = self.repo.find_owned_upload(id, owner).await?.ok_or(UploadError::NotFound)?;
             match current.state {
                 UploadState::Completed => return Ok(current),
                 UploadState::Completing if tokio::time::Instant::now() < deadline => {
