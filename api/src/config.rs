@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::Parser;
 use uploads::config::{ServiceConfig, parse_bind_addr, parse_duration};
 
+use crate::auth::config::AuthConfig;
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "api", about = "Resumable upload service: HTTP API")]
 pub struct ApiConfig {
@@ -13,6 +15,8 @@ pub struct ApiConfig {
     pub service: ServiceConfig,
     #[command(flatten)]
     pub downloads: DownloadConfig,
+    #[command(flatten)]
+    pub auth: AuthConfig,
 
     /// Address the HTTP server listens on.
     #[arg(long, env = "BIND_ADDR", value_name = "BIND_ADDR", default_value = "127.0.0.1:8080", value_parser = parse_bind_addr)]

@@ -1,5 +1,6 @@
 //! The HTTP API of the resumable upload service.
 
+pub mod auth;
 pub mod config;
 pub mod download;
 pub mod error;
@@ -18,10 +19,12 @@ use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use uploads::error_code::ErrorCode;
 use uploads::service::Uploads;
 
+use crate::auth::Authenticator;
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -32,10 +35,15 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Connects to Postgres (applying migrations) and S3, and builds the state every handler shares.
 pub async fn build_state(config: &ApiConfig) -> anyhow::Result<AppState> {
+    let auth = Authenticator::from_config(&config.auth)?;
+    if auth.is_off() {
+        tracing::warn!("AUTH=none: authentication is off, every request acts as the owner `anonymous`");
+    }
     Ok(AppState {
         uploads: Uploads::connect(&config.service).await?,
         public_base_url: Arc::from(config.public_base_url()),
         downloads: download::Downloads::new(&config.downloads)?,
+        auth,
     })
 }
 
@@ -83,6 +91,7 @@ pub fn router(state: AppState) -> Router {
             route,
             uri = %request.uri(),
             request_id,
+            owner = tracing::field::Empty,
             upload_id = tracing::field::Empty,
             range = tracing::field::Empty,
         )
@@ -92,6 +101,8 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        // Outermost: whatever logs or inspects a request later sees the token only as `Sensitive`.
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
 }
 
 async fn not_found() -> ApiError {

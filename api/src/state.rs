@@ -1,6 +1,10 @@
+//! What every handler can reach.
+
 use std::sync::Arc;
 
 use uploads::service::Uploads;
+
+use crate::auth::Authenticator;
 
 /// What every handler can reach; cheap to clone (the pool and the S3 client are shared handles).
 #[derive(Clone)]
@@ -8,6 +12,7 @@ pub struct AppState {
     pub uploads: Uploads,
     pub public_base_url: Arc<str>,
     pub downloads: crate::download::Downloads,
+    pub auth: Authenticator,
 }
 
 impl AppState {

@@ -17,6 +17,20 @@ pub enum ErrorCode {
     BodyTooLarge,
     JsonRequired,
     InvalidBody,
+    InvalidIdempotencyKey,
+    // Who is calling.
+    TokenMissing,
+    TokenMalformed,
+    TokenExpired,
+    TokenNotYetValid,
+    TokenInvalidSignature,
+    TokenWrongAudience,
+    TokenWrongIssuer,
+    TokenUnknownKey,
+    TokenInvalidSubject,
+    // Per-owner limits.
+    TooManyActiveUploads,
+    TooManyActiveBytes,
     // Uploads.
     UploadNotFound,
     UploadAborted,
@@ -30,6 +44,7 @@ pub enum ErrorCode {
     ChunksMissing,
     PartMismatch,
     CompletionInProgress,
+    IdempotencyKeyReused,
     // Refused values.
     InvalidFilename,
     InvalidContentType,
@@ -54,6 +69,7 @@ pub enum ErrorCode {
     StorageUnavailable,
     StorageTimeout,
     DatabaseUnavailable,
+    AuthUnavailable,
     NotReady,
 }
 

@@ -10,12 +10,14 @@ use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::Deserialize;
 use tokio::sync::OwnedSemaphorePermit;
+use uploads::domain::Owner;
 use uploads::error_code::ErrorCode;
 use uploads::service::DownloadableFile;
 use uploads::service::Uploads;
 use uploads::storage::{ObjectRange, ObjectStream, PresignedGet};
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::download::conditional::{self, Conditions, Precondition, Validators};
 use crate::download::disposition::Disposition;
 use crate::download::multipart::Multipart;
@@ -36,6 +38,7 @@ pub struct FileQuery {
 
 pub async fn download(
     State(state): State<AppState>,
+    Caller(owner): Caller,
     method: Method,
     Path(id): Path<Uuid>,
     Query(query): Query<FileQuery>,
@@ -47,8 +50,9 @@ pub async fn download(
     if let Some(range) = range_header {
         span.record("range", range);
     }
-    let response =
-        respond(&state, &method, id, &query, &headers, range_header).await.unwrap_or_else(|e| e.into_response());
+    let response = respond(&state, &owner, &method, id, &query, &headers, range_header)
+        .await
+        .unwrap_or_else(|e| e.into_response());
     // The status beside the Range asked for: what an operator (and the browser test) reads to see seeking.
     tracing::info!(status = response.status().as_u16(), range = range_header.unwrap_or(""), "file answered");
     response
@@ -59,6 +63,7 @@ static REPR_DIGEST: HeaderName = HeaderName::from_static("repr-digest");
 
 async fn respond(
     state: &AppState,
+    owner: &Owner,
     method: &Method,
     id: Uuid,
     query: &FileQuery,
@@ -66,7 +71,7 @@ async fn respond(
     range_header: Option<&str>,
 ) -> Result<Response, ApiError> {
     let uploads = &state.uploads;
-    let file = uploads.downloadable(id).await?;
+    let file = uploads.downloadable_by(owner, id).await?;
     let disposition = query.disposition.header_value(&file.filename);
     let cache_control = &state.downloads.cache_control;
     if query.redirect {
