@@ -129,8 +129,11 @@ pub struct NewUpload<'a> {
 
 #[derive(Clone)]
 pub struct Api {
+    /// Plain: S3's presigned URLs get exactly the headers signed into them, never the service's token.
     pub http: reqwest::Client,
     base: String,
+    /// The bearer token of service calls (`UPL_TOKEN`).
+    token: Option<String>,
     pub retry: RetryPolicy,
     pub quiet: bool,
 }
@@ -143,7 +146,17 @@ impl Api {
             .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("upl/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, base: server.trim_end_matches('/').to_string(), retry, quiet })
+        let token = std::env::var("UPL_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+        Ok(Self { http, base: server.trim_end_matches('/').to_string(), token, retry, quiet })
+    }
+
+    /// A request to the service itself, with the bearer token.
+    pub fn service_request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -168,7 +181,7 @@ impl Api {
             }
         };
         retrying(self.retry, warn, || async {
-            let mut request = self.http.request(method.clone(), &url);
+            let mut request = self.service_request(method.clone(), &url);
             if let Some(body) = &body {
                 request = request.json(body);
             }

@@ -149,7 +149,7 @@ async fn fetch(
         return Ok(Fetch::Done);
     }
     let url = api.file_url(id);
-    let mut request = api.http.get(&url);
+    let mut request = api.service_request(reqwest::Method::GET, &url);
     if let (Some(saved), true) = (saved.as_ref(), have > 0) {
         request = request.header(RANGE, format!("bytes={have}-")).header(IF_MATCH, &saved.etag);
     }
