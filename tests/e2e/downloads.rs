@@ -3,7 +3,7 @@
 mod browser;
 mod failures;
 mod memory;
-mod process;
+pub(crate) mod process;
 mod resume;
 
 use e2e::{TestApp, random_bytes};
@@ -308,17 +308,22 @@ async fn redirect_answers_a_presigned_url_that_serves_ranges() {
     let app = TestApp::spawn().await;
     let (id, data) = two_chunk_file(&app).await;
     let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = no_redirects.get(app.url(&format!("/v1/files/{id}?redirect=true"))).send().await.unwrap();
+    let response = no_redirects
+        .get(app.url(&format!("/v1/files/{id}?redirect=true")))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(text(response.headers(), "cache-control"), "no-store");
     let location = text(response.headers(), "location").to_string();
     assert!(location.starts_with(&app.env.s3_endpoint) && location.contains("X-Amz-Signature"), "{location}");
 
-    let direct = app.http.get(&location).send().await.unwrap();
+    let direct = app.plain.get(&location).send().await.unwrap();
     assert_eq!(direct.status(), StatusCode::OK);
     assert!(text(direct.headers(), "content-disposition").contains("filename*=UTF-8''file.bin"));
     assert_eq!(direct.bytes().await.unwrap(), data);
-    let ranged = app.http.get(&location).header("range", "bytes=10-19").send().await.unwrap();
+    let ranged = app.plain.get(&location).header("range", "bytes=10-19").send().await.unwrap();
     assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(ranged.bytes().await.unwrap(), data[10..20]);
 }

@@ -68,7 +68,7 @@ impl TestApp {
 
     /// PUTs bytes to a presigned URL with its signed headers, as a client would; returns S3's response.
     pub async fn put_to_s3(&self, url: &ChunkUrl, bytes: Vec<u8>) -> Response {
-        let mut request = self.http.put(&url.url).body(bytes);
+        let mut request = self.plain.put(&url.url).body(bytes);
         for (name, value) in &url.headers {
             request = request.header(name, value);
         }

@@ -4,7 +4,7 @@
 mod app;
 mod http;
 
-pub use app::{TestApp, TestEnv};
+pub use app::{Sibling, TestApp, TestEnv};
 pub use http::{ChunkUrl, random_bytes, sha256_hex};
 
 /// A binary of this workspace (`api`, `worker`, `upl`), built by `make test` before the suite runs.

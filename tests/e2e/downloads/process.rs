@@ -28,6 +28,7 @@ impl ApiProcess {
             .env("S3_BUCKET", &app.config.service.s3.s3_bucket)
             .env("S3_FORCE_PATH_STYLE", "true")
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .envs(app.auth_env())
             .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
