@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, one module per area.
 
+mod auth;
 mod cli;
 mod downloads;
 mod foundation;
