@@ -42,8 +42,9 @@ function takeTokenFromAddress() {
   history.replaceState(null, '', location.pathname + location.search + (rest ? `#${rest}` : ''));
 }
 
+// The 401's message says what is wrong with the token (missing, expired, ...); the box asks for another.
 function askForToken(reason) {
-  $('auth-text').textContent = `${reason}. Paste a token to continue.`;
+  $('auth-text').textContent = `${reason.charAt(0).toUpperCase()}${reason.slice(1)}. Paste a token to continue.`;
   $('auth').hidden = false;
   $('auth-token').focus();
 }
@@ -259,7 +260,7 @@ async function offerResume(upload) {
       `${formatBytes(upload.size)} already received. Pick the same file again to send the rest.`;
   } catch (err) {
     if (err.status === 401) {
-      say(err.message, true);
+      say(''); // the token box says it
     } else if (err.status === 404 || err.status === 410) {
       saved.clear();
       show('pick');
@@ -290,6 +291,7 @@ async function showUpload(id) {
 }
 
 const failed = (err) => {
+  if (err.status === 401) return; // the token box says it
   say(err.message || String(err), true);
   const upload = saved.load();
   if (upload && err.status !== 401) offerResume(upload).then(() => say(err.message || String(err), true));
