@@ -126,10 +126,10 @@ impl Jwks {
             let asymmetric =
                 matches!(jwk.algorithm, AlgorithmParameters::RSA(_) | AlgorithmParameters::EllipticCurve(_));
             let for_signing = !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption));
-            let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
             if !asymmetric || !for_signing {
                 continue;
             }
+            let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
             let algorithm = jwk.common.key_algorithm.and_then(|a| Algorithm::from_str(&a.to_string()).ok());
             let key = PublicKey { key, algorithm };
             match &jwk.common.key_id {
