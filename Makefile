@@ -1,9 +1,13 @@
-.PHONY: run test services services-stop bench fmt
+.PHONY: run token test services services-stop bench fmt
 SHELL := /bin/bash
 
 # Build, start Postgres + LocalStack (state under .dev/), run api and worker in the foreground.
 run:
 	@scripts/run.sh
+
+# A bearer token for another subject, signed with make run's dev secret: make token SUB=alice [TTL=1h].
+token:
+	@SUB=$(SUB) TTL=$(TTL) scripts/token.sh
 
 # Lint and the whole suite against a throwaway Postgres and LocalStack; cleans up whatever happens.
 test:

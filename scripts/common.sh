@@ -7,6 +7,18 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# The dev secrets under .dev/, made once: 32 random bytes as hex, readable by their owner only.
+DEV_JWT_SECRET="$ROOT/.dev/jwt-secret"
+DEV_LINK_KEY="$ROOT/.dev/link-key"
+dev_secret() {
+  local file=$1
+  mkdir -p "$(dirname "$file")"
+  if [ ! -s "$file" ]; then
+    (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' > "$file")
+  fi
+  chmod 600 "$file"
+}
+
 need_curl() {
   command -v curl >/dev/null || { echo "curl is missing: apt-get install curl" >&2; return 1; }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use uploads::config::{Secret, ServiceConfig, parse_bind_addr, parse_duration};
 
+use crate::auth::config::AuthConfig;
 use crate::download::link::LinkKey;
 
 #[derive(Debug, Clone, Parser)]
@@ -20,6 +21,8 @@ pub struct ApiConfig {
     pub links: LinkConfig,
     #[command(flatten)]
     pub http: HttpConfig,
+    #[command(flatten)]
+    pub auth: AuthConfig,
 
     /// Address the HTTP server listens on.
     #[arg(long, env = "BIND_ADDR", value_name = "BIND_ADDR", default_value = "127.0.0.1:8080", value_parser = parse_bind_addr)]
@@ -109,27 +112,25 @@ pub struct LinkConfig {
     pub download_link_ttl: Duration,
 }
 
+/// Shortest link-signing key accepted: as long as the HMAC-SHA256 output.
+const MIN_LINK_KEY_BYTES: usize = 32;
+
 impl LinkConfig {
     /// The key, from `LINK_SIGNING_KEY` or `LINK_SIGNING_KEY_FILE`: there is no default, so a deployment never
     /// signs with a key anyone could know.
     pub fn signing_key(&self) -> anyhow::Result<LinkKey> {
-        let bytes = match (&self.link_signing_key, &self.link_signing_key_file) {
-            (Some(_), Some(_)) => anyhow::bail!("set LINK_SIGNING_KEY or LINK_SIGNING_KEY_FILE, not both"),
-            (Some(key), None) => key.expose().as_bytes().to_vec(),
-            (None, Some(path)) => {
-                let mut bytes = std::fs::read(path)
-                    .map_err(|e| anyhow::anyhow!("LINK_SIGNING_KEY_FILE {}: {e}", path.display()))?;
-                while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
-                    bytes.pop();
-                }
-                bytes
-            }
-            (None, None) => anyhow::bail!(
+        let secret = Secret::load(
+            "LINK_SIGNING_KEY",
+            self.link_signing_key.as_ref(),
+            self.link_signing_key_file.as_deref(),
+            MIN_LINK_KEY_BYTES,
+        )?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
                 "LINK_SIGNING_KEY (or LINK_SIGNING_KEY_FILE) must be set: a key of at least 32 bytes that signs file links"
-            ),
-        };
-        let name = if self.link_signing_key.is_some() { "LINK_SIGNING_KEY" } else { "LINK_SIGNING_KEY_FILE" };
-        let key = LinkKey::new(&bytes).map_err(|e| anyhow::anyhow!("{name} {e}"))?;
+            )
+        })?;
+        let key = LinkKey::new(secret.expose().as_bytes()).map_err(|e| anyhow::anyhow!("LINK_SIGNING_KEY {e}"))?;
         anyhow::ensure!(
             self.download_link_ttl <= self.max_link_ttl,
             "DOWNLOAD_LINK_TTL ({:?}) must not exceed MAX_LINK_TTL ({:?})",
@@ -228,14 +229,13 @@ mod tests {
     fn the_link_key_is_required_long_enough_and_from_one_place() {
         let error = |config: LinkConfig| config.signing_key().unwrap_err().to_string();
         assert!(error(links(None, None)).starts_with("LINK_SIGNING_KEY (or LINK_SIGNING_KEY_FILE) must be set"));
-        assert!(error(links(Some("short"), None)).starts_with("LINK_SIGNING_KEY must be at least 32 bytes"));
+        assert!(error(links(Some("short"), None)).starts_with("LINK_SIGNING_KEY must hold at least 32 bytes"));
         let long = "k".repeat(32);
         assert!(links(Some(&long), None).signing_key().is_ok());
         let path = std::env::temp_dir().join(format!("link-key-{}", std::process::id()));
         std::fs::write(&path, format!("{}\n", "k".repeat(31))).unwrap();
         assert!(
-            error(links(None, Some(path.clone())))
-                .starts_with("LINK_SIGNING_KEY_FILE must be at least 32 bytes, got 31")
+            error(links(None, Some(path.clone()))).starts_with("LINK_SIGNING_KEY_FILE must hold at least 32 bytes")
         );
         std::fs::write(&path, format!("{long}\n")).unwrap();
         assert!(links(None, Some(path.clone())).signing_key().is_ok());

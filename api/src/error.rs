@@ -11,7 +11,11 @@ use uploads::error_code::ErrorCode;
 use uploads::service::UploadError;
 use uploads::storage::StorageError;
 
+use crate::auth::AuthError;
 use crate::download::link::LinkError;
+
+/// `Retry-After` of a 429 for an owner's limits.
+const LIMIT_RETRY_AFTER_SECONDS: &str = "30";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -19,6 +23,8 @@ pub enum ApiError {
     Upload(#[from] UploadError),
     #[error(transparent)]
     Link(#[from] LinkError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error("{message}")]
     Request { status: StatusCode, code: ErrorCode, message: String },
 }
@@ -71,11 +77,13 @@ struct Body {
     code: ErrorCode,
     message: String,
     extra: Map<String, Value>,
+    /// `WWW-Authenticate` of a 401.
+    challenge: Option<String>,
 }
 
 impl Body {
     fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), extra: Map::new() }
+        Self { status, code, message: message.into(), extra: Map::new(), challenge: None }
     }
 
     fn with(mut self, key: &str, value: impl serde::Serialize) -> Self {
@@ -145,6 +153,19 @@ fn upload_error_body(err: &UploadError) -> Body {
         E::NotCompleted(state) => {
             Body::new(StatusCode::CONFLICT, ErrorCode::UploadNotCompleted, message).with("state", state)
         }
+        E::TooManyActiveUploads { limit, active } => {
+            Body::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyActiveUploads, message)
+                .with("maxActiveUploads", limit)
+                .with("activeUploads", active)
+        }
+        E::TooManyActiveBytes { limit, active } => {
+            Body::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyActiveBytes, message)
+                .with("maxActiveBytes", limit)
+                .with("activeBytes", active)
+        }
+        E::IdempotencyKeyReused => {
+            Body::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::IdempotencyKeyReused, message)
+        }
         E::Storage(storage) => storage_error_body(storage),
         E::Database(db) => database_error_body(db),
     }
@@ -164,6 +185,42 @@ fn link_error_body(err: &LinkError) -> Body {
         }
     }
 }
+
+/// RFC 6750 §3: a 401 names the scheme; where a token was sent, `error` says whether the request or the token
+/// was at fault.
+fn auth_error_body(err: &AuthError) -> Body {
+    use AuthError as E;
+    let message = err.to_string();
+    let code = match err {
+        E::Missing => ErrorCode::TokenMissing,
+        E::NotBearer | E::Malformed(_) => ErrorCode::TokenMalformed,
+        E::Expired => ErrorCode::TokenExpired,
+        E::NotYetValid => ErrorCode::TokenNotYetValid,
+        E::InvalidSignature => ErrorCode::TokenInvalidSignature,
+        E::WrongAudience => ErrorCode::TokenWrongAudience,
+        E::WrongIssuer => ErrorCode::TokenWrongIssuer,
+        E::UnknownKey => ErrorCode::TokenUnknownKey,
+        E::InvalidSubject(_) => ErrorCode::TokenInvalidSubject,
+        E::KeysUnavailable(cause) => {
+            tracing::error!(error = %cause, "cannot verify tokens");
+            return Body::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::AuthUnavailable,
+                "the keys that verify tokens cannot be fetched; retry",
+            );
+        }
+    };
+    let challenge = match err {
+        E::Missing => format!("Bearer realm=\"{REALM}\""),
+        E::NotBearer => format!("Bearer realm=\"{REALM}\", error=\"invalid_request\""),
+        _ => format!("Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{code}\""),
+    };
+    let mut body = Body::new(StatusCode::UNAUTHORIZED, code, message);
+    body.challenge = Some(challenge);
+    body
+}
+
+const REALM: &str = "uploads";
 
 fn storage_error_body(err: &StorageError) -> Body {
     match err {
@@ -212,19 +269,26 @@ impl IntoResponse for ApiError {
         let body = match &self {
             ApiError::Upload(err) => upload_error_body(err),
             ApiError::Link(err) => link_error_body(err),
+            ApiError::Auth(err) => auth_error_body(err),
             ApiError::Request { status, code, message } => Body::new(*status, *code, message.clone()),
         };
         let mut object = Map::new();
         object.insert("code".into(), json!(body.code));
         object.insert("message".into(), json!(body.message));
         object.extend(body.extra);
-        let retry = matches!(
-            body.status,
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT | StatusCode::BAD_GATEWAY
-        ) || body.code == ErrorCode::CompletionInProgress;
+        let retry_after = match body.status {
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT | StatusCode::BAD_GATEWAY => Some("1"),
+            // Room comes back when the owner completes or aborts an upload, or one expires: not in a second.
+            StatusCode::TOO_MANY_REQUESTS => Some(LIMIT_RETRY_AFTER_SECONDS),
+            _ if body.code == ErrorCode::CompletionInProgress => Some("1"),
+            _ => None,
+        };
         let mut response = (body.status, Json(Value::Object(object))).into_response();
-        if retry {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
+        if let Some(challenge) = body.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
         response
     }

@@ -1,5 +1,6 @@
 //! The HTTP API of the resumable upload service.
 
+pub mod auth;
 pub mod config;
 pub mod download;
 pub mod error;
@@ -13,14 +14,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use uploads::error_code::ErrorCode;
 use uploads::service::Uploads;
 
+use crate::auth::Authenticator;
 use crate::config::{ApiConfig, HttpConfig};
 use crate::download::link::Links;
 use crate::error::ApiError;
@@ -35,6 +38,10 @@ const MAX_JSON_BODY: usize = 64 * 1024;
 /// handler shares.
 pub async fn build_state(config: &ApiConfig) -> anyhow::Result<AppState> {
     // Configuration first: a missing key is reported without waiting for a database.
+    let auth = Authenticator::from_config(&config.auth)?;
+    if auth.is_off() {
+        tracing::warn!("AUTH=none: authentication is off, every request acts as the owner `anonymous`");
+    }
     let key = config.links.signing_key()?;
     let links = Links::new(key, &config.public_base_url(), config.links.download_link_ttl, config.links.max_link_ttl);
     let downloads = download::Downloads::new(&config.downloads)?;
@@ -43,6 +50,7 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<AppState> {
         downloads,
         links,
         http: Arc::new(config.http.clone()),
+        auth,
     })
 }
 
@@ -102,6 +110,7 @@ pub fn with_middleware(routes: Router, http: &HttpConfig) -> Router {
             route,
             uri = %middleware::loggable_uri(request.uri()),
             request_id,
+            owner = tracing::field::Empty,
             upload_id = tracing::field::Empty,
             range = tracing::field::Empty,
         )
@@ -110,6 +119,8 @@ pub fn with_middleware(routes: Router, http: &HttpConfig) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        // Outermost: whatever logs or inspects a request later sees the token only as `Sensitive`.
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION]))
 }
 
 async fn not_found() -> ApiError {

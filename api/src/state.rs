@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use uploads::service::Uploads;
 
+use crate::auth::Authenticator;
 use crate::config::HttpConfig;
 use crate::download::disposition::Disposition;
 use crate::download::link::{Link, Links};
@@ -16,6 +17,7 @@ pub struct AppState {
     pub downloads: crate::download::Downloads,
     pub links: Links,
     pub http: Arc<HttpConfig>,
+    pub auth: Authenticator,
 }
 
 impl AppState {

@@ -2,8 +2,12 @@
 // Resumable uploads from the browser. Each chunk is hashed (SHA-256, WebCrypto), gets a presigned URL that
 // binds that hash, and goes straight to S3; the service only records it. The upload id is kept in
 // localStorage, so after a reload the page asks the service what is missing and sends only that.
+// API calls carry a bearer token: from the address's fragment (`#token=...`, which no server ever sees),
+// kept in sessionStorage (this tab only), or pasted when the service answers 401.
 
 const STORE_KEY = 'upl.upload';
+const TOKEN_KEY = 'upl.token';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const PARALLEL = 3; // chunks in flight
 const BATCH = 12; // URLs asked for per request
 const RETRIES = 5;
@@ -24,16 +28,40 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const backoff = (attempt) => sleep(Math.min(8000, 300 * 2 ** attempt) * (0.75 + Math.random() / 2));
 const transient = (err) => err.status === 0 || err.status === 429 || err.status >= 500;
 
-// The service's JSON API, retrying network errors and 5xx.
-async function api(method, path, body) {
+const token = {
+  get: () => sessionStorage.getItem(TOKEN_KEY),
+  set: (value) => sessionStorage.setItem(TOKEN_KEY, value),
+};
+
+// Moves `#token=...` into sessionStorage and out of the address bar (and so out of history and bookmarks).
+function takeTokenFromAddress() {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  if (!fragment.has('token')) return;
+  if (fragment.get('token').trim()) token.set(fragment.get('token').trim());
+  fragment.delete('token');
+  const rest = fragment.toString();
+  history.replaceState(null, '', location.pathname + location.search + (rest ? `#${rest}` : ''));
+}
+
+// The 401's message says what is wrong with the token (missing, expired, ...); the box asks for another.
+function askForToken(reason) {
+  $('auth-text').textContent = `${reason.charAt(0).toUpperCase()}${reason.slice(1)}. Paste a token to continue.`;
+  $('auth').hidden = false;
+  $('auth-token').focus();
+}
+
+// The service's JSON API, retrying network errors and 5xx (with the same `extraHeaders` each time).
+async function api(method, path, body, extraHeaders = {}) {
   for (let attempt = 0; ; attempt++) {
     try {
       let response;
+      const headers = { ...extraHeaders, ...(body ? { 'content-type': 'application/json' } : {}) };
+      if (token.get()) headers.authorization = `Bearer ${token.get()}`;
       try {
         response = await fetch(path, {
           method,
           cache: 'no-store',
-          headers: body ? { 'content-type': 'application/json' } : {},
+          headers,
           body: body ? JSON.stringify(body) : undefined,
         });
       } catch (err) {
@@ -41,6 +69,7 @@ async function api(method, path, body) {
       }
       if (response.status === 204) return null;
       const data = await response.json().catch(() => ({}));
+      if (response.status === 401) askForToken(data.message || 'The service wants a token');
       if (!response.ok) throw new HttpError(response.status, data.message || response.statusText, data);
       return data;
     } catch (err) {
@@ -101,16 +130,12 @@ function formatSeconds(seconds) {
   return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
 }
 
-// An upload id from the address bar or from storage is data someone else may have written: only a UUID is
-// ever put into a path.
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const isUploadId = (value) => typeof value === 'string' && UUID.test(value);
-
+// An id from storage or the address is data: anything but a UUID is ignored.
 const saved = {
   load: () => {
     try {
       const upload = JSON.parse(localStorage.getItem(STORE_KEY));
-      return upload && isUploadId(upload.id) ? upload : null;
+      return upload && UUID.test(upload.id) ? upload : null;
     } catch { return null; }
   },
   store: (value) => localStorage.setItem(STORE_KEY, JSON.stringify(value)),
@@ -189,11 +214,12 @@ async function send(file, upload, missing) {
 
 async function start(file) {
   say('');
+  // A retried create (the answer was lost) returns the same upload instead of starting a second one.
   const created = await api('POST', '/v1/uploads', {
     filename: file.name,
     size: file.size,
     contentType: file.type || 'application/octet-stream',
-  });
+  }, { 'idempotency-key': crypto.randomUUID() });
   const upload = {
     id: created.uploadId,
     name: file.name,
@@ -238,7 +264,9 @@ async function offerResume(upload) {
     $('resume-text').textContent = `${upload.name}: ${formatBytes(status.receivedBytes)} of ` +
       `${formatBytes(upload.size)} already received. Pick the same file again to send the rest.`;
   } catch (err) {
-    if (err.status === 404 || err.status === 410) {
+    if (err.status === 401) {
+      say(''); // the token box says it
+    } else if (err.status === 404 || err.status === 410) {
       saved.clear();
       show('pick');
       say(`The unfinished upload of ${upload.name} can no longer be resumed (${err.message}); start it again.`, true);
@@ -273,13 +301,15 @@ async function showUpload(id) {
 }
 
 const failed = (err) => {
+  if (err.status === 401) return; // the token box says it
   say(err.message || String(err), true);
   const upload = saved.load();
-  if (upload) offerResume(upload).then(() => say(err.message || String(err), true));
+  if (upload && err.status !== 401) offerResume(upload).then(() => say(err.message || String(err), true));
 };
 
 $('file').addEventListener('change', (event) => {
   const [file] = event.target.files;
+  event.target.value = ''; // so that picking the same file again (after a refusal) is a change too
   if (file) start(file).catch(failed);
 });
 
@@ -308,8 +338,23 @@ $('another').addEventListener('click', () => {
   say('');
 });
 
-const linked = [new URLSearchParams(location.search).get('upload')].find(isUploadId);
-const pending = saved.load();
-if (linked) showUpload(linked).catch(failed);
-else if (pending) offerResume(pending);
-else show('pick');
+$('auth-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  token.set($('auth-token').value.trim());
+  $('auth-token').value = '';
+  $('auth').hidden = true;
+  say('');
+  openFromAddress();
+});
+
+// What the address and storage ask for: a linked upload, the unfinished one, or a new file.
+function openFromAddress() {
+  const linked = new URLSearchParams(location.search).get('upload');
+  const pending = saved.load();
+  if (linked && UUID.test(linked)) showUpload(linked).catch(failed);
+  else if (pending) offerResume(pending);
+  else show('pick');
+}
+
+takeTokenFromAddress();
+openFromAddress();

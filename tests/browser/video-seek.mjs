@@ -1,8 +1,9 @@
 // Plays a <video> served by the API in headless Chromium, seeks, and checks that it plays on.
-// Usage: node video-seek.mjs <video URL> <seek to, seconds>. Prints one JSON line with what happened.
+// Usage: node video-seek.mjs <video URL> <seek to, seconds> [bearer token]. Prints one JSON line with what
+// happened. A <video> cannot send a bearer header itself: with a token, the browser adds it to every request.
 import { chromium } from 'playwright-core';
 
-const [videoUrl, seekTo] = [process.argv[2], Number(process.argv[3] ?? 5)];
+const [videoUrl, seekTo, token] = [process.argv[2], Number(process.argv[3] ?? 5), process.argv[4]];
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -12,6 +13,7 @@ const browser = await chromium.launch({
 const result = { requests: [] };
 try {
   const page = await browser.newPage();
+  if (token) await page.setExtraHTTPHeaders({ authorization: `Bearer ${token}` });
   page.on('response', (response) => {
     if (response.url().startsWith(videoUrl)) {
       result.requests.push({ range: response.request().headers()['range'] ?? null, status: response.status() });

@@ -1,10 +1,11 @@
 // Uploads a file through the web page, reloads the page midway, picks the file again to resume, and
 // waits for the finished page. S3 PUTs past the first `hold` are held (never answered) so that the reload
-// happens with exactly `hold` chunks confirmed.
-// Usage: node web-upload.mjs BASE_URL FILE S3_ENDPOINT SCREENSHOT HOLD
+// happens with exactly `hold` chunks confirmed. The page starts without a token: the service's 401 makes it
+// ask for one, and the pasted token lasts through the reload (sessionStorage).
+// Usage: node web-upload.mjs BASE_URL FILE S3_ENDPOINT SCREENSHOT HOLD TOKEN
 import { launch, report } from './common.mjs';
 
-const [baseUrl, file, s3Endpoint, screenshot, holdArg] = process.argv.slice(2);
+const [baseUrl, file, s3Endpoint, screenshot, holdArg, token] = process.argv.slice(2);
 const hold = Number(holdArg);
 const browser = await launch();
 
@@ -27,7 +28,16 @@ await report(browser, async () => {
     route.continue();
   });
 
+  const authorizedPuts = [];
+  page.on('request', (request) => {
+    if (toS3(request.url()) && request.headers().authorization) authorizedPuts.push(request.url());
+  });
   await page.goto(`${baseUrl}/`);
+  await page.setInputFiles('#file', file);
+  await page.waitForSelector('#auth:not([hidden])');
+  const askedFor = await page.textContent('#auth-text');
+  await page.fill('#auth-token', token);
+  await page.click('#auth-form button');
   await page.setInputFiles('#file', file);
   await page.waitForFunction((n) => document.querySelector('#progress').dataset.done === String(n), hold,
     { timeout: 60000 });
@@ -58,5 +68,9 @@ await report(browser, async () => {
     return player.hidden || player.readyState >= 2 || player.error;
   }, null, { timeout: 15000 }).catch(() => {});
   await page.screenshot({ path: screenshot, fullPage: true });
-  return { uploadId, chunksBeforeReload, putsAfterReload, beforeReload, resumeText, doneText, storedAfter, consoleErrors };
+  const tokenInStorage = await page.evaluate(() => sessionStorage.getItem('upl.token'));
+  return {
+    uploadId, chunksBeforeReload, putsAfterReload, beforeReload, resumeText, doneText, storedAfter, consoleErrors,
+    askedFor, tokenKept: tokenInStorage === token, authorizedPuts,
+  };
 });

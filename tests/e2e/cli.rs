@@ -64,6 +64,7 @@ pub(crate) fn upl(app: &TestApp, scratch: &Scratch, args: &[&str]) -> tokio::pro
         .args(args)
         .current_dir(&scratch.0)
         .env("UPL_SERVER", &app.base_url)
+        .env("UPL_TOKEN", &app.token)
         .env("UPL_STATE_DIR", scratch.path("state"))
         .stdin(Stdio::null())
         .kill_on_drop(true);

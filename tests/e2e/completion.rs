@@ -45,7 +45,7 @@ async fn worker_for(app: &TestApp) -> Worker {
 
 /// As if an API process began a completion and died at once: completing, under a lease nobody renews.
 async fn begin_and_die(app: &TestApp, id: Uuid, lease: Duration) -> i64 {
-    let begun = app.state.uploads.repository().begin_completion(id, lease).await.unwrap().expect("began");
+    let begun = app.state.uploads.repository().begin_completion(id, None, lease).await.unwrap().expect("began");
     begun.completion_epoch
 }
 
@@ -59,7 +59,7 @@ async fn a_complete_its_client_gave_up_on_still_finishes_and_the_retry_returns_i
     // S3 slows down; the client gives up on complete long before the completion could end.
     s3.delay(Duration::from_millis(300));
     let impatient = reqwest::Client::builder().timeout(Duration::from_millis(100)).build().unwrap();
-    let cut = impatient.post(app.url(&format!("/v1/uploads/{id}/complete"))).send().await;
+    let cut = impatient.post(app.url(&format!("/v1/uploads/{id}/complete"))).bearer_auth(&app.token).send().await;
     assert!(cut.is_err_and(|e| e.is_timeout()), "the client was meant to time out");
 
     let started = Instant::now();

@@ -3,7 +3,7 @@
 mod browser;
 mod failures;
 mod memory;
-mod process;
+pub(crate) mod process;
 mod resume;
 
 use e2e::{TestApp, random_bytes};
@@ -308,17 +308,22 @@ async fn redirect_answers_a_presigned_url_that_serves_ranges() {
     let app = TestApp::spawn().await;
     let (id, data) = two_chunk_file(&app).await;
     let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = no_redirects.get(app.url(&format!("/v1/files/{id}?redirect=true"))).send().await.unwrap();
+    let response = no_redirects
+        .get(app.url(&format!("/v1/files/{id}?redirect=true")))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(text(response.headers(), "cache-control"), "no-store");
     let location = text(response.headers(), "location").to_string();
     assert!(location.starts_with(&app.env.s3_endpoint) && location.contains("X-Amz-Signature"), "{location}");
 
-    let direct = app.http.get(&location).send().await.unwrap();
+    let direct = app.plain.get(&location).send().await.unwrap();
     assert_eq!(direct.status(), StatusCode::OK);
     assert!(text(direct.headers(), "content-disposition").contains("filename*=UTF-8''file.bin"));
     assert_eq!(direct.bytes().await.unwrap(), data);
-    let ranged = app.http.get(&location).header("range", "bytes=10-19").send().await.unwrap();
+    let ranged = app.plain.get(&location).header("range", "bytes=10-19").send().await.unwrap();
     assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(ranged.bytes().await.unwrap(), data[10..20]);
 }
@@ -328,11 +333,16 @@ async fn head_with_redirect_goes_to_a_url_presigned_for_head() {
     let app = TestApp::spawn().await;
     let (id, data) = two_chunk_file(&app).await;
     let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = no_redirects.head(app.url(&format!("/v1/files/{id}?redirect=true"))).send().await.unwrap();
+    let response = no_redirects
+        .head(app.url(&format!("/v1/files/{id}?redirect=true")))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::FOUND);
     let location = text(response.headers(), "location").to_string();
 
-    let head = app.http.head(&location).send().await.unwrap();
+    let head = app.plain.head(&location).send().await.unwrap();
     assert_eq!(head.status(), StatusCode::OK, "S3 refused the HEAD of {location}");
     assert_eq!(text(head.headers(), "content-length"), data.len().to_string());
     // The answer's headers are signed into the URL as for GET (LocalStack 4.13 does not echo them on HEAD).

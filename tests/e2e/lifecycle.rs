@@ -121,7 +121,7 @@ async fn a_new_client_resumes_by_sending_only_the_missing_chunks() {
     app.upload_chunk(id, 2, chunks[2]).await;
 
     // "Crash": the old client and its connections are gone; a new one knows only the upload id and the file.
-    app.http = reqwest::Client::new();
+    app.http = app.client_for(TestApp::OWNER);
     let status = app.status(id, false).await;
     assert_eq!(status["receivedChunks"], json!([[0, 0], [2, 2]]));
     assert_eq!(status["nextExpectedChunk"], 1);

@@ -1,12 +1,15 @@
 //! End-to-end tests: one binary, one module per area.
 
+mod auth;
 mod chaos;
 mod cli;
 mod completion;
 mod downloads;
 mod faults;
 mod foundation;
+mod idempotency;
 mod lifecycle;
+mod limits;
 mod links;
 mod openapi;
 mod origin;

@@ -1,5 +1,5 @@
-//! Keeps `openapi.yaml` from drifting: its routes are exactly the router's, and its error codes exactly
-//! `ErrorCode`'s.
+//! Keeps `openapi.yaml` from drifting: its routes are exactly the router's, its security what the router
+//! enforces, and its error codes exactly `ErrorCode`'s.
 //!
 //! The router cannot list its routes, so the test reads them from the source (every `.route("PATH", ...)` under
 //! `api/src`) and then asks the running app, for every path and method, whether it is routed.
@@ -116,6 +116,31 @@ async fn every_documented_operation_is_routed_and_no_other_method_is() {
             if !documented && (status != StatusCode::METHOD_NOT_ALLOWED || body["code"] != "method_not_allowed") {
                 wrong.push(format!(
                     "{method} {path} is not documented, so 405 method_not_allowed was due: {status} {body}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn the_documented_security_is_what_the_router_enforces() {
+    let app = TestApp::spawn().await;
+    let spec = spec();
+    assert_eq!(spec["security"], serde_json::json!([{ "bearer": [] }]), "bearer is the default for every operation");
+    let mut wrong = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap().iter().filter(|(m, _)| *m != "parameters") {
+            let open = operation.get("security").is_some_and(|s| s.as_array().is_some_and(Vec::is_empty));
+            let documents_401 = operation["responses"].get("401").is_some();
+            let request = app
+                .plain
+                .request(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(), app.url(&concrete(path)));
+            let status = request.send().await.unwrap().status();
+            if open == (status == StatusCode::UNAUTHORIZED) || open == documents_401 {
+                wrong.push(format!(
+                    "{method} {path}: security {}, 401 documented {documents_401}, answers {status} without a token",
+                    if open { "none" } else { "bearer" }
                 ));
             }
         }

@@ -28,8 +28,11 @@ fn assert_safe(headers: &HeaderMap, what: &str) {
     assert_eq!(policy, Some("sandbox; default-src 'none'"), "{what}");
 }
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+/// A client that follows no redirect and sends the app owner's token.
+fn no_redirects(app: &TestApp) -> reqwest::Client {
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", app.token).parse().unwrap());
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).default_headers(auth).build().unwrap()
 }
 
 #[tokio::test]
@@ -55,8 +58,11 @@ async fn every_file_answer_carries_nosniff_and_a_sandbox() {
         (Method::GET, format!("/v1/files/{unfinished}"), vec![], StatusCode::CONFLICT),
         (Method::GET, format!("{path}?expires=1&sig=x"), vec![], StatusCode::FORBIDDEN),
     ];
+    let refused = app.plain.get(app.url(&path)).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_safe(refused.headers(), "without a token");
     for (method, path, headers, expected) in cases {
-        let mut request = no_redirects().request(method.clone(), app.url(&path));
+        let mut request = no_redirects(&app).request(method.clone(), app.url(&path));
         for (name, value) in &headers {
             request = request.header(*name, *value);
         }
@@ -93,11 +99,11 @@ async fn only_passive_types_are_served_inline_in_proxy_and_redirect_mode() {
         let disposition = response.headers()["content-disposition"].to_str().unwrap();
         assert!(disposition.starts_with(&format!("{served_as};")), "{content_type}: {disposition}");
 
-        let redirect = no_redirects().get(app.url(&format!("{path}&redirect=true"))).send().await.unwrap();
+        let redirect = no_redirects(&app).get(app.url(&format!("{path}&redirect=true"))).send().await.unwrap();
         assert_eq!(redirect.status(), StatusCode::FOUND);
         assert_safe(redirect.headers(), content_type);
         let location = redirect.headers()["location"].to_str().unwrap().to_string();
-        let direct = app.http.get(&location).send().await.unwrap();
+        let direct = app.plain.get(&location).send().await.unwrap();
         assert_eq!(direct.status(), StatusCode::OK, "{content_type}");
         let disposition = direct.headers()["content-disposition"].to_str().unwrap();
         assert!(disposition.starts_with(&format!("{served_as};")), "S3 for {content_type}: {disposition}");

@@ -115,8 +115,11 @@ async fn a_json_request_past_its_deadline_is_408_or_504_in_the_envelope() {
 
     // The client announces a body and never sends it.
     let mut slow = TcpStream::connect(app.config.bind_addr).await.unwrap();
-    let request =
-        "POST /v1/uploads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+    let request = format!(
+        "POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{",
+        app.token
+    );
     slow.write_all(request.as_bytes()).await.unwrap();
     let mut received = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut received)).await.expect("an answer").unwrap();
@@ -187,7 +190,8 @@ async fn a_download_whose_client_stops_reading_is_closed_and_frees_its_slot() {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut stalled = socket.connect(app.config.bind_addr).await.unwrap();
-    stalled.write_all(format!("GET /v1/files/{id} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let request = format!("GET /v1/files/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n", app.token);
+    stalled.write_all(request.as_bytes()).await.unwrap();
     let mut one = [0u8; 1];
     stalled.read_exact(&mut one).await.unwrap();
     assert_eq!(&one, b"H");

@@ -103,12 +103,16 @@ async fn web_page_uploads_survives_a_reload_and_resumes_only_the_missing_chunks(
         app.env.s3_endpoint.clone(),
         screenshot.display().to_string(),
         "2".into(),
+        app.token.clone(),
     ];
     let result = node("web-upload.mjs", args).await;
     assert_eq!(result["chunksBeforeReload"], 2);
     assert_eq!(result["putsAfterReload"], 2, "after the reload only the 2 missing chunks are sent");
     assert!(result["resumeText"].as_str().unwrap().contains("16.0 MiB of 28.0 MiB already received"), "{result}");
     assert_eq!(result["storedAfter"], Value::Null, "a finished upload is forgotten");
+    assert!(result["askedFor"].as_str().unwrap().contains("Authorization: Bearer"), "{result}");
+    assert_eq!(result["tokenKept"], true, "the pasted token lasts through the reload");
+    assert_eq!(result["authorizedPuts"], json!([]), "S3 must never see the service's token");
     let id: Uuid = result["uploadId"].as_str().unwrap().parse().unwrap();
     let status = app.status(id, false).await;
     assert_eq!(status["state"], "completed");
@@ -138,8 +142,10 @@ async fn web_page_plays_seeks_and_downloads_a_finished_video() {
     assert_eq!(app.complete(id).await.status(), StatusCode::OK);
 
     let screenshot = output_dir().join("web-playback.png");
-    let result =
-        node("web-playback.mjs", vec![app.base_url.clone(), id.to_string(), screenshot.display().to_string()]).await;
+    let args = vec![app.base_url.clone(), id.to_string(), screenshot.display().to_string(), app.token.clone()];
+    let result = node("web-playback.mjs", args).await;
+    assert_eq!(result["addressAfterLoad"], app.url(&format!("/?upload={id}")), "the token leaves the address bar");
+    assert_eq!(result["tokenKept"], true);
     let played = &result["video"];
     assert!(played["duration"].as_f64().unwrap() > 3.5, "{result}");
     assert!((played["currentTime"].as_f64().unwrap() - played["target"].as_f64().unwrap()).abs() < 0.5, "{result}");

@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use api::auth::config::{AuthConfig, AuthMode, JwtSecretArgs};
+use api::auth::mint::{TokenRequest, mint_hs256};
 use api::config::{ApiConfig, DownloadConfig, HttpConfig, LinkConfig};
 use api::state::AppState;
 use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
@@ -75,12 +77,17 @@ impl TestEnv {
     }
 }
 
-/// One running API with its own database and bucket. Dropping it stops the server.
+/// One running API with its own database and bucket, authentication on (HS256). Dropping it stops the server.
 pub struct TestApp {
     pub env: TestEnv,
     pub config: ApiConfig,
     pub base_url: String,
+    /// Sends [`TestApp::OWNER`]'s bearer token with every request.
     pub http: reqwest::Client,
+    /// Sends no token: for S3's presigned URLs, which must never see one, and for unauthenticated requests.
+    pub plain: reqwest::Client,
+    /// [`TestApp::OWNER`]'s token, valid for an hour.
+    pub token: String,
     pub state: AppState,
     pub pool: PgPool,
     pub storage: Storage,
@@ -89,6 +96,9 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The owner of what the helpers create.
+    pub const OWNER: &'static str = "alice";
+
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
     }
@@ -114,6 +124,8 @@ impl TestApp {
                     completion_lease: Duration::from_secs(15),
                     upload_ttl: Duration::from_secs(86_400),
                     max_upload_size: 5 * 1024 * 1024 * 1024 * 1024,
+                    max_active_uploads: 100,
+                    max_active_bytes: 10 * 1024 * 1024 * 1024 * 1024,
                 },
                 log: LogConfig { log_format: LogFormat::Pretty },
             },
@@ -125,6 +137,16 @@ impl TestApp {
                 download_link_ttl: Duration::from_secs(3600),
             },
             http: HttpConfig::default(),
+            auth: AuthConfig {
+                auth: AuthMode::Jwt,
+                secret: JwtSecretArgs {
+                    auth_jwt_secret: Some(hex::encode(rand::random::<[u8; 32]>()).into()),
+                    auth_jwt_secret_file: None,
+                },
+                auth_jwks_url: None,
+                auth_audience: None,
+                auth_issuer: None,
+            },
             bind_addr: addr,
             public_base_url: Some(format!("http://{addr}")),
             shutdown_grace: Duration::from_secs(5),
@@ -137,16 +159,59 @@ impl TestApp {
         let server = tokio::spawn(api::serve(listener, api::app(state.clone()), async move {
             let _ = stopped.await;
         }));
-        Self {
+        let mut app = Self {
             env,
             base_url: format!("http://{addr}"),
             config,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("http client"),
+            http: reqwest::Client::new(),
+            plain: client(None),
+            token: String::new(),
             state,
             pool,
             storage,
             stop: Some(stop),
             server: Some(server),
+        };
+        if app.config.auth.auth == AuthMode::Jwt {
+            app.token = app.token_for(Self::OWNER);
+        }
+        app.http = app.client_for(Self::OWNER);
+        app
+    }
+
+    /// The HS256 secret the API verifies tokens with (`None` with `AUTH=none`).
+    pub fn jwt_secret(&self) -> Option<&[u8]> {
+        self.config
+            .auth
+            .secret
+            .auth_jwt_secret
+            .as_ref()
+            .filter(|_| self.config.auth.auth == AuthMode::Jwt)
+            .map(|s| s.expose().as_bytes())
+    }
+
+    /// A token for `sub`, valid for an hour.
+    pub fn token_for(&self, sub: &str) -> String {
+        self.token_with(sub, Duration::from_secs(3600))
+    }
+
+    /// A token for `sub` valid for `ttl` from now.
+    pub fn token_with(&self, sub: &str, ttl: Duration) -> String {
+        let secret = self.jwt_secret().expect("authentication is on");
+        let request = TokenRequest { subject: sub, ttl, audience: None, issuer: None };
+        mint_hs256(secret, request).expect("sign a token")
+    }
+
+    /// A client that sends `sub`'s token with every request (none with `AUTH=none`).
+    pub fn client_for(&self, sub: &str) -> reqwest::Client {
+        client(self.jwt_secret().map(|_| self.token_for(sub)))
+    }
+
+    /// The environment that gives an api process this app's authentication.
+    pub fn auth_env(&self) -> Vec<(&'static str, String)> {
+        match self.jwt_secret() {
+            Some(secret) => vec![("AUTH_JWT_SECRET", String::from_utf8(secret.to_vec()).expect("a hex secret"))],
+            None => vec![("AUTH", "none".into())],
         }
     }
 
@@ -163,6 +228,49 @@ impl TestApp {
             let _ = server.await;
         }
     }
+}
+
+/// A second API on the same database and bucket, with its own configuration; stops when dropped.
+pub struct Sibling {
+    pub base_url: String,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Sibling {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+}
+
+impl Drop for Sibling {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TestApp {
+    /// Starts another API on this app's database and bucket, its configuration tweaked (e.g. `AUTH=none`).
+    pub async fn sibling(&self, tweak: impl FnOnce(&mut ApiConfig)) -> Sibling {
+        let mut config = self.config.clone();
+        tweak(&mut config);
+        let state = api::build_state(&config).await.expect("sibling state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let server = tokio::spawn(api::serve(listener, api::router(state), std::future::pending()));
+        Sibling { base_url, server }
+    }
+}
+
+fn client(token: Option<String>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value");
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    // reqwest drops the Authorization header on a redirect to another host, such as S3's presigned URL.
+    let builder = reqwest::Client::builder().timeout(Duration::from_secs(120)).default_headers(headers);
+    builder.build().expect("http client")
 }
 
 impl Drop for TestApp {

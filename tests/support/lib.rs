@@ -5,7 +5,7 @@ mod app;
 mod chaos;
 mod http;
 
-pub use app::{TestApp, TestEnv};
+pub use app::{Sibling, TestApp, TestEnv};
 pub use chaos::{ChaosProxy, Fault, Traffic};
 pub use http::{ChunkUrl, random_bytes, sha256_hex};
 

@@ -83,6 +83,21 @@ pub struct UploadPolicy {
     /// Largest file accepted, in bytes (S3's own limit is 5 TiB).
     #[arg(long, env = "MAX_UPLOAD_SIZE", value_name = "MAX_UPLOAD_SIZE", default_value_t = 5 * 1024 * 1024 * 1024 * 1024)]
     pub max_upload_size: u64,
+
+    /// Uploads one owner may have in `uploading` at once; one more is answered 429.
+    #[arg(long, env = "MAX_ACTIVE_UPLOADS", value_name = "MAX_ACTIVE_UPLOADS", default_value_t = 100)]
+    pub max_active_uploads: u64,
+
+    /// Bytes (the sum of the declared sizes) one owner may have in `uploading` uploads at once; also caps one
+    /// upload's size. The default lets two uploads of the largest size run at once.
+    #[arg(long, env = "MAX_ACTIVE_BYTES", value_name = "MAX_ACTIVE_BYTES", default_value_t = 10 * 1024 * 1024 * 1024 * 1024)]
+    pub max_active_bytes: u64,
+}
+
+impl UploadPolicy {
+    pub fn active_limits(&self) -> crate::repository::ActiveLimits {
+        crate::repository::ActiveLimits { max_uploads: self.max_active_uploads, max_bytes: self.max_active_bytes }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,12 +115,44 @@ pub struct LogConfig {
 }
 
 /// A secret read from the environment: `Debug` never shows it, so no config dump or log line carries it.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// A secret given inline (`NAME`) or as a file holding it (`NAME_FILE`, the Docker/Kubernetes way; the
+    /// trailing newline an editor leaves is not part of it), at least `min_bytes` long. `None` when neither is
+    /// set; an unreadable file, both at once or a short secret is an error naming the variable.
+    pub fn load(
+        name: &str,
+        inline: Option<&Secret>,
+        file: Option<&std::path::Path>,
+        min_bytes: usize,
+    ) -> anyhow::Result<Option<Secret>> {
+        let (secret, source) = match (inline, file) {
+            (Some(_), Some(_)) => anyhow::bail!("set {name} or {name}_FILE, not both"),
+            (Some(secret), None) => (secret.clone(), name.to_string()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("{name}_FILE {}: {e}", path.display()))?;
+                (Secret(text.trim().to_string()), format!("{name}_FILE"))
+            }
+            (None, None) => return Ok(None),
+        };
+        anyhow::ensure!(
+            secret.0.len() >= min_bytes,
+            "{source} must hold at least {min_bytes} bytes (make one with: openssl rand -hex 32)"
+        );
+        Ok(Some(secret))
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
     }
 }
 

@@ -17,6 +17,20 @@ pub enum ErrorCode {
     BodyTooLarge,
     JsonRequired,
     InvalidBody,
+    InvalidIdempotencyKey,
+    // Who is calling.
+    TokenMissing,
+    TokenMalformed,
+    TokenExpired,
+    TokenNotYetValid,
+    TokenInvalidSignature,
+    TokenWrongAudience,
+    TokenWrongIssuer,
+    TokenUnknownKey,
+    TokenInvalidSubject,
+    // Per-owner limits.
+    TooManyActiveUploads,
+    TooManyActiveBytes,
     // Uploads.
     UploadNotFound,
     UploadAborted,
@@ -32,6 +46,7 @@ pub enum ErrorCode {
     CompletionInProgress,
     PartsRejected,
     UploadLost,
+    IdempotencyKeyReused,
     // Refused values.
     InvalidFilename,
     InvalidContentType,
@@ -60,6 +75,7 @@ pub enum ErrorCode {
     StorageUnavailable,
     StorageTimeout,
     DatabaseUnavailable,
+    AuthUnavailable,
     NotReady,
 }
 

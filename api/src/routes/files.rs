@@ -16,6 +16,7 @@ use uploads::storage::{PresignedRead, ReadMethod};
 use uuid::Uuid;
 
 use self::stream::{multipart_body, object_range, stream_body};
+use crate::auth::Caller;
 use crate::download::conditional::{self, Conditions, Precondition, Validators};
 use crate::download::disposition::{self, Disposition};
 use crate::download::link::{Link, LinkParams};
@@ -88,10 +89,12 @@ async fn respond(
     let now = SystemTime::now();
     // A signed link is checked before anything is looked up: a forged one learns nothing about the id.
     let link = state.links.verify(id, &query.link_params(), now)?;
-    // OWNER CHECK (merge with the auth branch): without a link (`link` is None) the caller must own the
-    // upload; with one, the link is the permission and no token is needed.
+    // With a link, the link is the permission and no token is needed; without one, the caller must own it.
     let uploads = &state.uploads;
-    let file = uploads.downloadable(id).await?;
+    let file = match &link {
+        Some(_) => uploads.downloadable(id).await?,
+        None => uploads.downloadable_by(&Caller::from_headers(state, headers).await?.0, id).await?,
+    };
     let media_type = disposition::served_media_type(&file.content_type);
     let content_type: &str = media_type.as_ref();
     let disposition = query.disposition.allowed_for(&media_type).header_value(&file.filename);

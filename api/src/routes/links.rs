@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::download::disposition::Disposition;
 use crate::download::link::Link;
 use crate::error::ApiError;
@@ -31,14 +32,14 @@ pub struct LinkBody {
 
 pub async fn create(
     State(state): State<AppState>,
+    Caller(owner): Caller,
     Path(id): Path<Uuid>,
     Json(body): Json<LinkRequest>,
 ) -> Result<Json<LinkBody>, ApiError> {
     tracing::Span::current().record("upload_id", tracing::field::display(id));
     let lifetime = state.links.lifetime(body.expires_in)?;
-    // OWNER CHECK (merge with the auth branch): only the upload's owner may hand out links to it. Take the
-    // caller here and call the owner-checked entry point instead, so another owner's upload is upload_not_found.
-    state.uploads.downloadable(id).await?;
+    // Only the upload's owner hands out links to it: another owner's upload is upload_not_found.
+    state.uploads.downloadable_by(&owner, id).await?;
     let link = Link::new(id, body.disposition, SystemTime::now(), lifetime);
     let expires_at = DateTime::from_timestamp(i64::try_from(link.expires).unwrap_or(i64::MAX), 0).unwrap_or_default();
     Ok(Json(LinkBody { url: state.links.url(&link), expires_at }))

@@ -3,17 +3,18 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uploads::domain::{IndexRanges, Sha256Digest, UploadState, VerificationState};
 use uploads::repository::UploadRecord;
-use uploads::service::{ChunkUrl, CreateUpload, UploadStatus};
+use uploads::service::{ChunkUrl, CreateUpload, Created, UploadStatus};
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{Json, Path, Query};
+use crate::extract::{IdempotencyKeyHeader, Json, Path, Query};
 use crate::state::AppState;
 
 fn record_upload_id(id: Uuid) {
@@ -43,22 +44,24 @@ pub struct UploadCreated {
     expires_at: DateTime<Utc>,
 }
 
+/// Marks the answer to a retried create: the upload is the one the first create with this key made.
+static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
 pub async fn create(
     State(state): State<AppState>,
+    Caller(owner): Caller,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     Json(body): Json<CreateUploadRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let upload = state
-        .uploads
-        .create(CreateUpload {
-            owner: None,
-            filename: body.filename,
-            size: body.size,
-            content_type: body.content_type,
-            chunk_size: body.chunk_size,
-            sha256: body.sha256,
-            metadata: body.metadata,
-        })
-        .await?;
+    let request = CreateUpload {
+        filename: body.filename,
+        size: body.size,
+        content_type: body.content_type,
+        chunk_size: body.chunk_size,
+        sha256: body.sha256,
+        metadata: body.metadata,
+    };
+    let Created { upload, replayed } = state.uploads.create(&owner, request, key.as_ref()).await?;
     record_upload_id(upload.id);
     let location = HeaderValue::from_str(&format!("/v1/uploads/{}", upload.id)).expect("a path is a header value");
     let created = UploadCreated {
@@ -70,7 +73,12 @@ pub async fn create(
         total_chunks: upload.total_chunks,
         expires_at: upload.expires_at,
     };
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(created)))
+    let mut headers = HeaderMap::new();
+    headers.insert(header::LOCATION, location);
+    if replayed {
+        headers.insert(IDEMPOTENT_REPLAYED.clone(), HeaderValue::from_static("true"));
+    }
+    Ok((StatusCode::CREATED, headers, Json(created)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,11 +126,12 @@ impl From<ChunkUrl> for ChunkUrlBody {
 
 pub async fn chunk_url(
     State(state): State<AppState>,
+    Caller(owner): Caller,
     Path((id, index)): Path<(Uuid, u32)>,
     Json(body): Json<ChunkUrlRequest>,
 ) -> Result<Json<ChunkUrlBody>, ApiError> {
     record_upload_id(id);
-    let mut urls = state.uploads.chunk_urls(id, vec![(index, body.sha256)]).await?;
+    let mut urls = state.uploads.chunk_urls(&owner, id, vec![(index, body.sha256)]).await?;
     Ok(Json(urls.remove(0).into()))
 }
 
@@ -133,12 +142,13 @@ pub struct BatchUrlBody {
 
 pub async fn chunk_urls(
     State(state): State<AppState>,
+    Caller(owner): Caller,
     Path(id): Path<Uuid>,
     Json(body): Json<BatchUrlRequest>,
 ) -> Result<Json<BatchUrlBody>, ApiError> {
     record_upload_id(id);
     let chunks = body.chunks.into_iter().map(|c| (c.index, c.sha256)).collect();
-    let urls = state.uploads.chunk_urls(id, chunks).await?;
+    let urls = state.uploads.chunk_urls(&owner, id, chunks).await?;
     Ok(Json(BatchUrlBody { urls: urls.into_iter().map(Into::into).collect() }))
 }
 
@@ -160,11 +170,12 @@ pub struct ChunkReceived {
 
 pub async fn confirm_chunk(
     State(state): State<AppState>,
+    Caller(owner): Caller,
     Path((id, index)): Path<(Uuid, u32)>,
     Json(body): Json<ChunkReport>,
 ) -> Result<Json<ChunkReceived>, ApiError> {
     record_upload_id(id);
-    let chunk = state.uploads.confirm_chunk(id, index, &body.sha256, &body.etag).await?;
+    let chunk = state.uploads.confirm_chunk(&owner, id, index, &body.sha256, &body.etag).await?;
     Ok(Json(ChunkReceived {
         index: chunk.index,
         etag: chunk.etag,
@@ -262,11 +273,12 @@ fn status_body(state: &AppState, status: UploadStatus) -> StatusBody {
 
 pub async fn status(
     State(state): State<AppState>,
+    Caller(owner): Caller,
     Path(id): Path<Uuid>,
     Query(query): Query<StatusQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     record_upload_id(id);
-    let status = state.uploads.status(id, query.reconcile).await?;
+    let status = state.uploads.status(&owner, id, query.reconcile).await?;
     let mut headers = HeaderMap::new();
     // Status changes with every chunk: never let a cache answer a returning client.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -293,16 +305,24 @@ fn completed_body(state: &AppState, upload: UploadRecord) -> CompletedBody {
     }
 }
 
-pub async fn complete(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<Json<CompletedBody>, ApiError> {
+pub async fn complete(
+    State(state): State<AppState>,
+    Caller(owner): Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<CompletedBody>, ApiError> {
     record_upload_id(id);
     // The service runs the completion detached from this request: cut by REQUEST_TIMEOUT or a client gone,
     // it still ends, and a retry finds its result.
-    let upload = state.uploads.complete(id).await?;
+    let upload = state.uploads.complete(&owner, id).await?;
     Ok(Json(completed_body(&state, upload)))
 }
 
-pub async fn abort(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
+pub async fn abort(
+    State(state): State<AppState>,
+    Caller(owner): Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
     record_upload_id(id);
-    state.uploads.abort(id).await?;
+    state.uploads.abort(&owner, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -173,13 +173,15 @@ async fn cli_downloads_by_link_keeping_its_query_and_resumes() {
     let data = random_bytes(12 * MIB);
     let id = upload(&app, &scratch, "linked film.bin", &data).await;
     verify_with_the_worker(&app, id).await;
-    // The link as a completed upload prints it, with a query the service knows; through the proxy, so every
-    // request can be seen. (A signed link's `expires`/`sig` are kept the same way: see source.rs's tests.)
+    // The signed link a completed upload prints, through the proxy, so every request can be seen.
     let proxy = Proxy::start(&app.base_url).await;
-    let link = format!("{}/v1/files/{id}?disposition=attachment", proxy.url);
+    let signed = app.status(id, false).await["downloadUrl"].as_str().unwrap().to_string();
+    let target = signed.strip_prefix(&app.base_url).unwrap().to_string();
+    assert!(target.contains("&sig="), "{signed}");
+    let link = format!("{}{target}", proxy.url);
 
     let kept = download_then_kill(&app, &proxy, &scratch, &link, "copy.bin", 3 * MIB as u64).await;
-    let mut command = upl(&app, &scratch, &["download", &link, "-o", "copy.bin", "--json", "--token", "tok-123"]);
+    let mut command = upl(&app, &scratch, &["download", &link, "-o", "copy.bin", "--json"]);
     command.env("UPL_SERVER", &proxy.url);
     let report = json_out(&run(command).await);
     assert_eq!(report["uploadId"], id.to_string());
@@ -188,11 +190,11 @@ async fn cli_downloads_by_link_keeping_its_query_and_resumes() {
     assert!(std::fs::read(scratch.path("copy.bin")).unwrap() == data);
 
     let requests = proxy.requests();
-    assert!(requests.iter().all(|r| r.target == format!("/v1/files/{id}?disposition=attachment")), "{requests:?}");
+    assert!(requests.iter().all(|r| r.target == target), "{requests:?}");
     let last = requests.last().unwrap();
     assert_eq!((last.method.as_str(), last.header("range")), ("GET", Some(format!("bytes={kept}-").as_str())));
     assert!(last.header("if-match").is_some());
-    assert_eq!(last.header("authorization"), Some("Bearer tok-123"), "an unsigned link on --server gets the token");
+    assert!(requests.iter().all(|r| r.header("authorization").is_none()), "a signed link needs no token");
 
     // Without -o, the name comes from the link's Content-Disposition.
     let mut command = upl(&app, &scratch, &["download", &link]);
@@ -200,6 +202,16 @@ async fn cli_downloads_by_link_keeping_its_query_and_resumes() {
     let output = run(command).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(std::fs::read(scratch.path("linked film.bin")).unwrap() == data);
+
+    // An unsigned link on --server is fetched with the token, its query kept.
+    let unsigned = format!("{}/v1/files/{id}?disposition=attachment", proxy.url);
+    let mut command = upl(&app, &scratch, &["download", &unsigned, "-o", "again.bin", "--token", &app.token]);
+    command.env("UPL_SERVER", &proxy.url).env_remove("UPL_TOKEN");
+    let output = run(command).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let last = proxy.requests().last().cloned().unwrap();
+    assert_eq!(last.target, format!("/v1/files/{id}?disposition=attachment"));
+    assert_eq!(last.header("authorization"), Some(format!("Bearer {}", app.token).as_str()));
 }
 
 #[tokio::test]

@@ -63,8 +63,9 @@ async fn chromium_plays_and_seeks_a_video_served_with_ranges() {
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
     let seek_to = (SECONDS - 10).to_string();
+    let token = app.token.clone();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new("node").current_dir(&script).args(["video-seek.mjs", &video_url, &seek_to]).output()
+        Command::new("node").current_dir(&script).args(["video-seek.mjs", &video_url, &seek_to, &token]).output()
     })
     .await
     .unwrap()

@@ -29,6 +29,7 @@ impl ApiProcess {
             .env("S3_FORCE_PATH_STYLE", "true")
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("LINK_SIGNING_KEY", app.config.links.link_signing_key.as_ref().expect("a key").expose())
+            .envs(app.auth_env())
             .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -34,11 +34,13 @@ async fn curl_resumes_an_interrupted_download_byte_for_byte() {
     let file = dir.join("download.bin");
     let file_arg = file.to_str().unwrap().to_string();
 
+    let authorization = format!("Authorization: Bearer {}", app.token);
     let proxy = cutting_proxy(app.config.bind_addr, 2_000_000).await;
     let cut_url = format!("http://{proxy}{path}");
     let cut = tokio::task::spawn_blocking({
         let file_arg = file_arg.clone();
-        move || Command::new("curl").args(["-sS", "-o", &file_arg, &cut_url]).status()
+        let authorization = authorization.clone();
+        move || Command::new("curl").args(["-sS", "-H", &authorization, "-o", &file_arg, &cut_url]).status()
     })
     .await
     .unwrap()
@@ -50,7 +52,9 @@ async fn curl_resumes_an_interrupted_download_byte_for_byte() {
 
     let url = app.url(&path);
     let resumed = tokio::task::spawn_blocking(move || {
-        Command::new("curl").args(["-sS", "-f", "-D", "-", "-C", "-", "-o", &file_arg, &url]).output()
+        Command::new("curl")
+            .args(["-sS", "-f", "-H", &authorization, "-D", "-", "-C", "-", "-o", &file_arg, &url])
+            .output()
     })
     .await
     .unwrap()

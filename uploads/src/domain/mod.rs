@@ -1,13 +1,17 @@
 //! The upload domain: values that can only be valid, the chunk plan and the state machine.
 
 mod chunk_plan;
+mod idempotency_key;
 mod index_ranges;
+mod owner;
 mod sha256;
 mod state;
 mod verification;
 
 pub use chunk_plan::{ChunkPlan, ChunkPlanError, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE};
+pub use idempotency_key::{IdempotencyKey, IdempotencyKeyError, MAX_IDEMPOTENCY_KEY_LEN};
 pub use index_ranges::IndexRanges;
+pub use owner::{MAX_OWNER_LEN, Owner, OwnerError};
 pub use sha256::{Sha256Digest, Sha256ParseError};
 pub use state::UploadState;
 pub use verification::VerificationState;

@@ -6,16 +6,17 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{ChunkRecord, Repository, UploadRecord, VerifiedChunk, ttl_seconds};
-use crate::domain::{IndexRanges, Sha256Digest};
+use crate::domain::{IndexRanges, Owner, Sha256Digest};
 
 impl Repository {
     /// Records the checksums signed into new chunk URLs and refreshes the upload's deadline, in one statement.
     /// A new checksum for a chunk already received makes it missing again: the client is re-uploading it.
-    /// Returns `None`, changing nothing, unless the upload is live and every index is within it.
+    /// Returns `None`, changing nothing, unless `owner`'s upload is live and every index is within it.
     #[tracing::instrument(skip_all, fields(upload_id = %id, chunks = chunks.len()))]
     pub async fn declare_chunks(
         &self,
         id: Uuid,
+        owner: &Owner,
         chunks: &[(u32, Sha256Digest)],
         ttl: Duration,
     ) -> Result<Option<UploadRecord>, sqlx::Error> {
@@ -26,7 +27,7 @@ impl Repository {
         sqlx::query_as(concat!(
             "WITH live AS ( \
                  UPDATE uploads SET expires_at = now() + make_interval(secs => $4), updated_at = now() \
-                 WHERE id = $1 AND state = 'uploading' AND expires_at > now() AND $5 < total_chunks \
+                 WHERE id = $1 AND owner = $6 AND state = 'uploading' AND expires_at > now() AND $5 < total_chunks \
                  RETURNING ",
             upload_columns!(),
             " \
@@ -48,17 +49,19 @@ impl Repository {
         .bind(&digests)
         .bind(ttl_seconds(ttl))
         .bind(max_index)
+        .bind(owner.as_str())
         .fetch_optional(&self.pool)
         .await
     }
 
     /// Records a chunk the client says S3 accepted, when its checksum is the one declared for it.
-    /// The same report twice keeps the first `received_at`. `None`: the upload is not live, or the chunk
+    /// The same report twice keeps the first `received_at`. `None`: `owner`'s upload is not live, or the chunk
     /// was never declared with this checksum; nothing changed.
     #[tracing::instrument(skip_all, fields(upload_id = %id, index))]
     pub async fn confirm_chunk(
         &self,
         id: Uuid,
+        owner: &Owner,
         index: u32,
         sha256: &Sha256Digest,
         etag: &str,
@@ -67,7 +70,7 @@ impl Repository {
         sqlx::query_as(
             "WITH live AS ( \
                  UPDATE uploads SET expires_at = now() + make_interval(secs => $5), updated_at = now() \
-                 WHERE id = $1 AND state = 'uploading' AND expires_at > now() \
+                 WHERE id = $1 AND owner = $6 AND state = 'uploading' AND expires_at > now() \
                  RETURNING id \
              ) \
              UPDATE chunks c SET \
@@ -82,6 +85,7 @@ impl Repository {
         .bind(sha256.as_bytes().as_slice())
         .bind(etag)
         .bind(ttl_seconds(ttl))
+        .bind(owner.as_str())
         .fetch_optional(&self.pool)
         .await
     }

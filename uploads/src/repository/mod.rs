@@ -1,6 +1,8 @@
-//! Every SQL statement of the service lives here, one file per concern: uploads and their transitions, chunks,
-//! the job queue, and the upkeep scans the sweep makes. State changes are single guarded statements
-//! (`... WHERE state = 'uploading' RETURNING ...`), never read-then-write.
+//! Every SQL statement of the service lives here, one file per concern: creating uploads, uploads and their
+//! transitions, chunks, the job queue, and the upkeep scans the sweep makes. State changes are single guarded
+//! statements (`... WHERE state = 'uploading' RETURNING ...`), never read-then-write. What a client asks for
+//! is guarded by its owner too (`... AND owner = $2`): another owner's upload matches nothing, as an unknown
+//! id does.
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use crate::domain::{ChunkPlan, Sha256Digest, UploadState, VerificationState};
 #[derive(Debug, Clone, FromRow)]
 pub struct UploadRecord {
     pub id: Uuid,
-    pub owner: Option<String>,
+    pub owner: String,
     pub state: UploadState,
     pub filename: String,
     pub content_type: String,
@@ -70,7 +72,6 @@ impl UploadRecord {
 #[derive(Debug, Clone)]
 pub struct NewUpload {
     pub id: Uuid,
-    pub owner: Option<String>,
     pub filename: String,
     pub content_type: String,
     pub plan: ChunkPlan,
@@ -125,10 +126,12 @@ macro_rules! transition_sql {
 }
 
 mod chunks;
+mod creation;
 mod queue;
 mod upkeep;
 mod uploads;
 
+pub use creation::{ActiveLimits, ActiveUsage, Creation, FirstCreate, Insertion};
 pub use queue::{ClaimedJob, JobKind, JobState, Lease, RetryPolicy};
 pub use uploads::find_upload;
 

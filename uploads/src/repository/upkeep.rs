@@ -1,5 +1,6 @@
 //! The upkeep statements the worker's jobs make on uploads: finding overdue and stuck ones to queue jobs for,
-//! which multipart uploads are still live, and recording whole-object verifications.
+//! which multipart uploads are still live, recording whole-object verifications, and forgetting expired
+//! idempotency keys.
 
 use std::time::Duration;
 
@@ -38,6 +39,13 @@ impl Repository {
         .execute(&self.pool)
         .await?;
         Ok(queued.rows_affected())
+    }
+
+    /// Deletes the idempotency keys past their expiry (`UPLOAD_TTL` after their create); returns how many.
+    #[tracing::instrument(skip_all)]
+    pub async fn delete_expired_idempotency_keys(&self) -> Result<u64, sqlx::Error> {
+        let deleted = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= now()").execute(&self.pool).await?;
+        Ok(deleted.rows_affected())
     }
 
     /// Of these S3 multipart upload ids, those a live (`uploading` or `completing`) upload still owns.

@@ -1,11 +1,12 @@
-//! Uploads: creating one, reading it, and its guarded state transitions.
+//! Uploads: reading one, and its guarded state transitions.
 
 use std::time::Duration;
 
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{NewUpload, Repository, UploadRecord, ttl_seconds};
+use super::{Repository, UploadRecord, ttl_seconds};
+use crate::domain::Owner;
 
 /// Drops the queued recovery job of a completion that settled (a worker running it finds nothing to do).
 macro_rules! recovery_not_needed {
@@ -33,48 +34,40 @@ macro_rules! settle_sql {
 }
 
 impl Repository {
-    #[tracing::instrument(skip_all, fields(upload_id = %new.id))]
-    pub async fn insert_upload(&self, new: &NewUpload) -> Result<UploadRecord, sqlx::Error> {
-        sqlx::query_as(concat!(
-            "INSERT INTO uploads (id, owner, filename, content_type, size, chunk_size, total_chunks, metadata, \
-                 declared_sha256, object_key, s3_upload_id, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + make_interval(secs => $12)) \
-             RETURNING ",
-            upload_columns!()
-        ))
-        .bind(new.id)
-        .bind(&new.owner)
-        .bind(&new.filename)
-        .bind(&new.content_type)
-        .bind(new.plan.size() as i64)
-        .bind(new.plan.chunk_size() as i64)
-        .bind(new.plan.total_chunks() as i32)
-        .bind(&new.metadata)
-        .bind(new.declared_sha256.map(|d| d.as_bytes().to_vec()))
-        .bind(&new.object_key)
-        .bind(&new.s3_upload_id)
-        .bind(ttl_seconds(new.ttl))
-        .fetch_one(&self.pool)
-        .await
-    }
-
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
     pub async fn find_upload(&self, id: Uuid) -> Result<Option<UploadRecord>, sqlx::Error> {
         find_upload(&self.pool, id).await
     }
 
-    /// `uploading -> completing` under a new epoch and a lease of `lease`, or the takeover of a completion whose
-    /// lease lapsed (its process died, or gave up after a transient failure). `None` when neither holds: only
-    /// one caller can win this. In the same statement the recovery job is queued for when the lease would
-    /// lapse, so a completion whose process dies is finished by a worker without waiting for a sweep.
+    /// The upload `id` if `owner` owns it: another owner's upload is as absent as an unknown one.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn begin_completion(&self, id: Uuid, lease: Duration) -> Result<Option<UploadRecord>, sqlx::Error> {
+    pub async fn find_owned_upload(&self, id: Uuid, owner: &Owner) -> Result<Option<UploadRecord>, sqlx::Error> {
+        sqlx::query_as(concat!("SELECT ", upload_columns!(), " FROM uploads WHERE id = $1 AND owner = $2"))
+            .bind(id)
+            .bind(owner.as_str())
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// `uploading -> completing` under a new epoch and a lease of `lease`, or the takeover of a completion whose
+    /// lease lapsed (its process died, or gave up after a transient failure), for `owner` (the worker's
+    /// recovery names none). `None` when neither holds: only one caller can win this. In the same statement the
+    /// recovery job is queued for when the lease would lapse, so a completion whose process dies is finished by
+    /// a worker without waiting for a sweep.
+    #[tracing::instrument(skip_all, fields(upload_id = %id))]
+    pub async fn begin_completion(
+        &self,
+        id: Uuid,
+        owner: Option<&Owner>,
+        lease: Duration,
+    ) -> Result<Option<UploadRecord>, sqlx::Error> {
         sqlx::query_as(concat!(
             "WITH begun AS (",
             transition_sql!(
                 "state = 'completing', completion_epoch = completion_epoch + 1, \
                  completing_until = now() + make_interval(secs => $2)",
-                "((state = 'uploading' AND expires_at > now()) OR (state = 'completing' AND completing_until <= now()))"
+                "($3::text IS NULL OR owner = $3) \
+                 AND ((state = 'uploading' AND expires_at > now()) OR (state = 'completing' AND completing_until <= now()))"
             ),
             r#"), recovery AS (
                 INSERT INTO jobs (kind, upload_id, run_at) SELECT 'recover_completion', id, completing_until FROM begun
@@ -87,6 +80,7 @@ impl Repository {
         ))
         .bind(id)
         .bind(ttl_seconds(lease))
+        .bind(owner.map(Owner::as_str))
         .fetch_optional(&self.pool)
         .await
     }
@@ -185,11 +179,12 @@ impl Repository {
         .await
     }
 
-    /// `uploading -> aborted`, while the upload is live: one past its deadline is expired (410) like
-    /// everywhere else, and the worker's expiry removes its parts.
+    /// `uploading -> aborted`, for its owner, while the upload is live: one past its deadline is expired (410)
+    /// like everywhere else, and the worker's expiry removes its parts.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn abort(&self, id: Uuid) -> Result<Option<UploadRecord>, sqlx::Error> {
-        self.transition(transition_sql!("state = 'aborted'", "state = 'uploading' AND expires_at > now()"), id).await
+    pub async fn abort(&self, id: Uuid, owner: &Owner) -> Result<Option<UploadRecord>, sqlx::Error> {
+        let sql = transition_sql!("state = 'aborted'", "owner = $2 AND state = 'uploading' AND expires_at > now()");
+        self.owned_transition(sql, id, owner).await
     }
 
     /// `uploading -> expired`, only once its deadline has passed (activity may have refreshed it).
@@ -209,6 +204,15 @@ impl Repository {
         epoch: i64,
     ) -> Result<Option<UploadRecord>, sqlx::Error> {
         sqlx::query_as(sql).bind(id).bind(epoch).fetch_optional(&self.pool).await
+    }
+
+    async fn owned_transition(
+        &self,
+        sql: &'static str,
+        id: Uuid,
+        owner: &Owner,
+    ) -> Result<Option<UploadRecord>, sqlx::Error> {
+        sqlx::query_as(sql).bind(id).bind(owner.as_str()).fetch_optional(&self.pool).await
     }
 }
 

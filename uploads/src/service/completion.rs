@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{PartMismatch, UploadError, Uploads, gone_check};
-use crate::domain::{IndexRanges, Sha256Digest, UploadState};
+use crate::domain::{IndexRanges, Owner, Sha256Digest, UploadState};
 use crate::repository::{UploadRecord, VerifiedChunk};
 use crate::storage::{PartToComplete, StorageError};
 
@@ -62,23 +62,23 @@ pub enum Recovery {
 }
 
 impl Uploads {
-    /// Stitches the chunks into the object. Idempotent: completing a completed upload returns it again.
+    /// Stitches `owner`'s chunks into the object. Idempotent: completing a completed upload returns it again.
     /// Of concurrent calls one wins the `uploading -> completing` transition and calls S3; the others wait for
     /// its outcome (or take over once its lease lapses). The work runs detached from the caller: a client that
     /// gives up does not abandon S3 and Postgres halfway, and its retry finds the result.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn complete(&self, id: Uuid) -> Result<UploadRecord, UploadError> {
+    pub async fn complete(&self, owner: &Owner, id: Uuid) -> Result<UploadRecord, UploadError> {
         let deadline = tokio::time::Instant::now() + COMPLETION_WAIT;
         let mut pause = FIRST_PAUSE;
         loop {
-            if let Some(upload) = self.repo.begin_completion(id, self.policy.completion_lease).await? {
+            if let Some(upload) = self.repo.begin_completion(id, Some(owner), self.policy.completion_lease).await? {
                 let this = self.clone();
                 let span = tracing::Span::current();
                 let drive =
                     tokio::spawn(tracing::Instrument::instrument(async move { this.drive(upload).await }, span));
                 return drive.await.map_err(|e| UploadError::TaskFailed(e.to_string()))?;
             }
-            let current = self.repo.find_upload(id).await?.ok_or(UploadError::NotFound)?;
+            let current = self.repo.find_owned_upload(id, owner).await?.ok_or(UploadError::NotFound)?;
             match current.state {
                 UploadState::Completed => return Ok(current),
                 UploadState::Completing if tokio::time::Instant::now() < deadline => {
@@ -107,7 +107,7 @@ impl Uploads {
             (UploadState::Completing, _) => {}
             _ => return Ok(Recovery::Settled),
         }
-        let Some(upload) = self.repo.begin_completion(id, self.policy.completion_lease).await? else {
+        let Some(upload) = self.repo.begin_completion(id, None, self.policy.completion_lease).await? else {
             // Taken over by a client's `complete` meanwhile: look again when its lease would lapse.
             let until = self.repo.find_upload(id).await?.and_then(|u| u.completing_until);
             return Ok(until.map_or(Recovery::Settled, Recovery::NotDue));

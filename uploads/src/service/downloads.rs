@@ -6,7 +6,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
 use super::{UploadError, Uploads, gone_check};
-use crate::domain::UploadState;
+use crate::domain::{Owner, UploadState};
+use crate::repository::UploadRecord;
 use crate::storage::{ObjectRange, ObjectStream, PresignedRead, PresignedRequest, StorageError};
 
 /// A completed upload, described as the representation a GET returns.
@@ -26,10 +27,21 @@ pub struct DownloadableFile {
 }
 
 impl Uploads {
-    /// The completed upload `id`; unknown, gone (aborted, expired) and unfinished uploads are errors.
+    /// The completed upload `id`, whoever owns it: for a request that proved its right to the file otherwise
+    /// (a signed link). Unknown, gone (aborted, expired) and unfinished uploads are errors.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
     pub async fn downloadable(&self, id: Uuid) -> Result<DownloadableFile, UploadError> {
-        let upload = self.repository().find_upload(id).await?.ok_or(UploadError::NotFound)?;
+        self.file_of(self.repo.find_upload(id).await?).await
+    }
+
+    /// The completed upload `id` if `owner` owns it; another owner's file is as unknown as a missing one.
+    #[tracing::instrument(skip_all, fields(upload_id = %id))]
+    pub async fn downloadable_by(&self, owner: &Owner, id: Uuid) -> Result<DownloadableFile, UploadError> {
+        self.file_of(self.repo.find_owned_upload(id, owner).await?).await
+    }
+
+    async fn file_of(&self, upload: Option<UploadRecord>) -> Result<DownloadableFile, UploadError> {
+        let upload = upload.ok_or(UploadError::NotFound)?;
         gone_check(&upload, Utc::now())?;
         if upload.state != UploadState::Completed {
             return Err(UploadError::NotCompleted(upload.state));
@@ -41,7 +53,7 @@ impl Uploads {
         };
         let last_modified = upload.completed_at.unwrap_or(upload.updated_at).trunc_subsecs(0);
         Ok(DownloadableFile {
-            id,
+            id: upload.id,
             repr_digest: upload.repr_digest(),
             size: upload.size as u64,
             object_key: upload.object_key,

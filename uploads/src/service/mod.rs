@@ -7,12 +7,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::config::{ServiceConfig, UploadPolicy};
-use crate::domain::{ChunkPlan, ChunkPlanError, IndexRanges, Sha256Digest, UploadState};
+use crate::domain::{ChunkPlanError, IndexRanges, Owner, Sha256Digest, UploadState};
 use crate::error_code::ErrorCode;
-use crate::repository::{ChunkRecord, NewUpload, Repository, UploadRecord};
+use crate::repository::{ChunkRecord, Repository, UploadRecord};
 use crate::storage::{PartToPresign, PresignedRequest, Storage, StorageError};
 
 mod completion;
+mod creation;
 mod downloads;
 mod retirement;
 mod sweep;
@@ -20,10 +21,11 @@ mod validation;
 mod verification;
 
 pub use completion::Recovery;
+pub use creation::{CreateUpload, Created};
 pub use downloads::DownloadableFile;
 pub use sweep::{SweepReport, SweepSettings};
 
-use validation::{invalid, parse_sha256, validate_content_type, validate_etag, validate_filename, validate_metadata};
+use validation::{invalid, parse_sha256, validate_etag};
 
 /// Most URLs one batch request may ask for.
 pub const MAX_URL_BATCH: usize = 100;
@@ -67,6 +69,12 @@ pub enum UploadError {
     TaskFailed(String),
     #[error("the upload is {}: only completed uploads can be downloaded", .0.as_str())]
     NotCompleted(UploadState),
+    #[error("{active} of the {limit} uploads one owner may have are in progress: complete or abort one first")]
+    TooManyActiveUploads { limit: u64, active: i64 },
+    #[error("uploads in progress hold {active} of the {limit} bytes one owner may have: complete or abort one first")]
+    TooManyActiveBytes { limit: u64, active: i64 },
+    #[error("this Idempotency-Key was used for another request: send a new key for a new upload")]
+    IdempotencyKeyReused,
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
@@ -82,18 +90,6 @@ pub struct PartMismatch {
     pub stored_size: u64,
     pub declared_sha256: Sha256Digest,
     pub stored_sha256: Option<Sha256Digest>,
-}
-
-/// What a client asks for when it starts an upload.
-#[derive(Debug, Clone, Default)]
-pub struct CreateUpload {
-    pub owner: Option<String>,
-    pub filename: String,
-    pub size: u64,
-    pub content_type: Option<String>,
-    pub chunk_size: Option<u64>,
-    pub sha256: Option<String>,
-    pub metadata: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,48 +139,14 @@ impl Uploads {
         &self.policy
     }
 
-    #[tracing::instrument(skip_all, fields(size = request.size))]
-    pub async fn create(&self, request: CreateUpload) -> Result<UploadRecord, UploadError> {
-        let filename = validate_filename(request.filename)?;
-        let content_type = validate_content_type(request.content_type)?;
-        let metadata = validate_metadata(request.metadata)?;
-        let declared_sha256 = request.sha256.as_deref().map(parse_sha256).transpose()?;
-        let plan = ChunkPlan::new(request.size, request.chunk_size, self.policy.max_upload_size)?;
-
-        let id = Uuid::now_v7();
-        let object_key = format!("{}{id}", sweep::OBJECT_KEY_PREFIX);
-        let s3_upload_id = if plan.total_chunks() == 0 {
-            None
-        } else {
-            Some(self.storage.create_multipart_upload(&object_key, &content_type).await?)
-        };
-        let new = NewUpload {
-            id,
-            owner: request.owner,
-            filename,
-            content_type,
-            plan,
-            metadata,
-            declared_sha256,
-            object_key,
-            s3_upload_id,
-            ttl: self.policy.upload_ttl,
-        };
-        match self.repo.insert_upload(&new).await {
-            Ok(upload) => Ok(upload),
-            Err(err) => {
-                if let Some(s3_upload_id) = &new.s3_upload_id {
-                    // Leave no multipart upload that no row knows; the worker's sweep is the backstop.
-                    let _ = self.storage.abort_multipart_upload(&new.object_key, s3_upload_id).await;
-                }
-                Err(err.into())
-            }
-        }
-    }
-
     /// Presigned UploadPart URLs, each binding its chunk's SHA-256, for one or many chunks at once.
     #[tracing::instrument(skip_all, fields(upload_id = %id, chunks = chunks.len()))]
-    pub async fn chunk_urls(&self, id: Uuid, chunks: Vec<(u32, String)>) -> Result<Vec<ChunkUrl>, UploadError> {
+    pub async fn chunk_urls(
+        &self,
+        owner: &Owner,
+        id: Uuid,
+        chunks: Vec<(u32, String)>,
+    ) -> Result<Vec<ChunkUrl>, UploadError> {
         if chunks.is_empty() {
             return Err(invalid(ErrorCode::EmptyBatch, "ask for at least one chunk"));
         }
@@ -199,8 +161,8 @@ impl Uploads {
             }
             declared.push((index, parse_sha256(&sha256)?));
         }
-        let Some(upload) = self.repo.declare_chunks(id, &declared, self.policy.upload_ttl).await? else {
-            return Err(self.explain_refusal(id, declared.iter().map(|(i, _)| *i).max()).await);
+        let Some(upload) = self.repo.declare_chunks(id, owner, &declared, self.policy.upload_ttl).await? else {
+            return Err(self.explain_refusal(owner, id, declared.iter().map(|(i, _)| *i).max()).await);
         };
         let s3_upload_id = upload.s3_upload_id.as_deref().unwrap_or_default();
         let plan = upload.plan();
@@ -225,6 +187,7 @@ impl Uploads {
     #[tracing::instrument(skip_all, fields(upload_id = %id, index))]
     pub async fn confirm_chunk(
         &self,
+        owner: &Owner,
         id: Uuid,
         index: u32,
         sha256: &str,
@@ -232,10 +195,10 @@ impl Uploads {
     ) -> Result<ChunkRecord, UploadError> {
         let sha256 = parse_sha256(sha256)?;
         let etag = validate_etag(etag)?;
-        if let Some(chunk) = self.repo.confirm_chunk(id, index, &sha256, &etag, self.policy.upload_ttl).await? {
+        if let Some(chunk) = self.repo.confirm_chunk(id, owner, index, &sha256, &etag, self.policy.upload_ttl).await? {
             return Ok(chunk);
         }
-        let refusal = self.explain_refusal(id, Some(index)).await;
+        let refusal = self.explain_refusal(owner, id, Some(index)).await;
         let live = matches!(refusal, UploadError::NotUploading(UploadState::Uploading));
         let completed = matches!(refusal, UploadError::NotUploading(UploadState::Completed));
         if !live && !completed {
@@ -257,14 +220,14 @@ impl Uploads {
 
     /// Where the upload stands; with `reconcile`, after taking S3's ListParts as the truth.
     #[tracing::instrument(skip_all, fields(upload_id = %id, reconcile))]
-    pub async fn status(&self, id: Uuid, reconcile: bool) -> Result<UploadStatus, UploadError> {
-        let mut upload = self.repo.find_upload(id).await?.ok_or(UploadError::NotFound)?;
+    pub async fn status(&self, owner: &Owner, id: Uuid, reconcile: bool) -> Result<UploadStatus, UploadError> {
+        let mut upload = self.repo.find_owned_upload(id, owner).await?.ok_or(UploadError::NotFound)?;
         gone_check(&upload, Utc::now())?;
         if reconcile && upload.state == UploadState::Uploading {
             match self.reconcile(&upload).await {
                 // S3 may have assembled the object (a completion cut off after CompleteMultipartUpload): a
                 // completion finds it and finishes, or finds the upload lost.
-                Err(UploadError::Storage(StorageError::NoSuchUpload)) => upload = self.complete(id).await?,
+                Err(UploadError::Storage(StorageError::NoSuchUpload)) => upload = self.complete(owner, id).await?,
                 other => {
                     other?;
                 }
@@ -285,10 +248,11 @@ impl Uploads {
         Ok(UploadStatus { upload, received, missing, received_bytes })
     }
 
-    /// Why a guarded change on a live upload matched nothing: unknown, gone, not uploading, or an index
-    /// out of range. `NotUploading(Uploading)` means the upload is live and the cause lies elsewhere.
-    async fn explain_refusal(&self, id: Uuid, index: Option<u32>) -> UploadError {
-        let upload = match self.repo.find_upload(id).await {
+    /// Why a guarded change on `owner`'s live upload matched nothing: unknown (or another owner's), gone, not
+    /// uploading, or an index out of range. `NotUploading(Uploading)` means the upload is live and the cause
+    /// lies elsewhere.
+    async fn explain_refusal(&self, owner: &Owner, id: Uuid, index: Option<u32>) -> UploadError {
+        let upload = match self.repo.find_owned_upload(id, owner).await {
             Ok(Some(upload)) => upload,
             Ok(None) => return UploadError::NotFound,
             Err(err) => return err.into(),

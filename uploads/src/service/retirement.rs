@@ -4,16 +4,16 @@
 use uuid::Uuid;
 
 use super::{UploadError, Uploads};
-use crate::domain::UploadState;
+use crate::domain::{Owner, UploadState};
 use crate::repository::UploadRecord;
 
 impl Uploads {
-    /// `uploading -> aborted`, then S3 drops the parts. Should S3 fail here, the sweep aborts multipart uploads
-    /// whose rows are no longer live.
+    /// `uploading -> aborted` by its owner, then S3 drops the parts. Should S3 fail here, the sweep aborts
+    /// multipart uploads whose rows are no longer live.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn abort(&self, id: Uuid) -> Result<(), UploadError> {
-        let Some(upload) = self.repo.abort(id).await? else {
-            return Err(self.explain_refusal(id, None).await);
+    pub async fn abort(&self, owner: &Owner, id: Uuid) -> Result<(), UploadError> {
+        let Some(upload) = self.repo.abort(id, owner).await? else {
+            return Err(self.explain_refusal(owner, id, None).await);
         };
         self.remove_stored_bytes(&upload).await
     }
