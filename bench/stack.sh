@@ -72,7 +72,8 @@ bench_stack_up() {
   (cd "$BENCH_DIR/companion" && exec env NODE_ENV=production COMPANION_PORT="$companion_port" \
     COMPANION_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
     COMPANION_DOMAIN="127.0.0.1:$companion_port" COMPANION_PROTOCOL=http COMPANION_DATADIR="$work/companion" \
-    COMPANION_CLIENT_ORIGINS=true \
+    COMPANION_PREAUTH_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+    COMPANION_CLIENT_ORIGINS=true COMPANION_UPLOAD_URLS="http://127.0.0.1:$ls_port/" \
     COMPANION_AWS_KEY=test COMPANION_AWS_SECRET=test COMPANION_AWS_BUCKET=$bucket COMPANION_AWS_REGION=us-east-1 \
     COMPANION_AWS_ENDPOINT="http://127.0.0.1:$ls_port" COMPANION_AWS_FORCE_PATH_STYLE=true \
     node serve.mjs >"$work/companion.log" 2>&1) &

@@ -70,6 +70,12 @@ struct Args {
     out: PathBuf,
 }
 
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -104,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
     };
     b.api = Api::new(&args.api, b.auth_headers());
 
+    let load_before = loadavg();
     let has = |name: &str| only.iter().any(|o| o == name);
     let mut kept_upload = None;
     if has("uploads") {
@@ -140,6 +147,9 @@ async fn main() -> anyhow::Result<()> {
         "commit": std::env::var("BENCH_COMMIT").ok(),
         "date": chrono::Utc::now().to_rfc3339(),
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_owned()),
+        // The machine is shared: other work running meanwhile shows here.
+        "loadavg_start": load_before,
+        "loadavg_end": loadavg(),
     });
     let settings = json!({ "settings": &b.settings, "scenarios": only });
     let mut json = b.results.to_json(machine, settings);
