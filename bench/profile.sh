@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Profiles the release api with perf (no server code changed): (a) 4 concurrent 256 MiB downloads through
 # the API, (b) single-chunk presign at 64 connections. Starts the same servers as `make bench`; writes
-# perf data and the top of each report under bench/profile/ (git-ignored) and prints the reports' heads.
-#   PROFILE_DOWNLOAD_MIB (256)  PROFILE_PRESIGN_SECONDS (15)  PROFILE_FREQ (999 Hz)
+# perf data and its reports under bench/profile/ (git-ignored) and prints the top self symbols.
+#   bench/profile.sh [downloads] [presign] [syscalls]   (default: all three)
+#   syscalls: counts the api's and nginx's socket system calls while each serves the same downloads.
+#   PROFILE_DOWNLOAD_MIB (256)  PROFILE_DOWNLOAD_ROUNDS (5: 4 x 256 MiB five times, for enough samples)
+#   PROFILE_PRESIGN_SECONDS (15)  PROFILE_FREQ (999 Hz)
 set -euo pipefail
 . "$(dirname "$0")/../scripts/common.sh"
 . "$ROOT/bench/stack.sh"
@@ -15,10 +18,12 @@ mkdir -p "$out"
 work=$(mktemp -d /tmp/uploads-profile.XXXXXX)
 chmod 755 "$work"
 ls_pid= perf_pid=
+stat_pids=()
 bench_pids=()
 cleanup() {
   local rc=$?
   [ -n "$perf_pid" ] && kill -INT "$perf_pid" 2>/dev/null && wait "$perf_pid" 2>/dev/null || true
+  for pid in "${stat_pids[@]:-}"; do [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null || true; done
   bench_stack_down "$work"
   rm -rf "$work"
   exit $rc
@@ -35,18 +40,68 @@ freq=${PROFILE_FREQ:-999}
 # pointers, so call graphs come from DWARF unwinding of the stack (.eh_frame).
 profile() {
   local name=$1; shift
-  perf record -q -e cpu-clock -F "$freq" --call-graph dwarf,32768 -p "$BENCH_API_PID" -o "$out/$name.perf.data" 2>"$out/$name.record.log" &
+  perf record -q -e cpu-clock -F "$freq" --call-graph dwarf,65528 -p "$BENCH_API_PID" -o "$out/$name.perf.data" 2>"$out/$name.record.log" &
   perf_pid=$!
   sleep 1
   "$ROOT/target/release/bench" --out "$work/$name.json" "$@"
   kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=
-  perf report -i "$out/$name.perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 -g none \
-    >"$out/$name.self.txt" 2>/dev/null
-  perf report -i "$out/$name.perf.data" --stdio --children --sort symbol --percent-limit 3 -g none \
-    >"$out/$name.children.txt" 2>/dev/null
+  # --no-inline: resolving inlined frames runs addr2line over every sample (minutes); symbols suffice.
+  perf report -i "$out/$name.perf.data" --stdio --no-inline --no-children --sort dso,symbol --percent-limit 0.5 -g none \
+    2>/dev/null | sed 's/[ -]*$//' >"$out/$name.self.txt"
+  perf report -i "$out/$name.perf.data" --stdio --no-inline --children --sort symbol --percent-limit 0.3 -g none \
+    2>/dev/null | sed 's/[ -]*$//' >"$out/$name.children.txt"
+  perf report -i "$out/$name.perf.data" --stdio --no-inline --no-children --sort dso -g none \
+    2>/dev/null | sed 's/[ -]*$//' >"$out/$name.dso.txt"
   echo "== $name: top self symbols ($out/$name.self.txt)"
   grep -v '^#' "$out/$name.self.txt" | grep -v '^$' | head -n 30
 }
 
-profile downloads --only api-downloads --rounds 1 --download-mib "${PROFILE_DOWNLOAD_MIB:-256}"
-profile presign --only presign --connections 64 --rounds 1 --duration "${PROFILE_PRESIGN_SECONDS:-15}"
+# System calls and context switches of the api and of nginx (its workers) while `bench` downloads the same
+# object through each (whole, one range, 8 ranges: 3 x 256 MiB apiece): bytes per write and per read.
+syscalls() {
+  local events=syscalls:sys_enter_writev,syscalls:sys_enter_write,syscalls:sys_enter_sendmsg
+  events+=,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_readv
+  events+=,syscalls:sys_enter_epoll_wait,context-switches,cpu-clock
+  local workers; workers=$(pgrep -d, -P "$BENCH_NGINX_PID")
+  perf stat -e "$events" -p "$BENCH_API_PID" -o "$out/syscalls.api.txt" & stat_pids+=($!)
+  perf stat -e "$events" -p "$workers" -o "$out/syscalls.nginx.txt" & stat_pids+=($!)
+  sleep 1
+  "$ROOT/target/release/bench" --out "$work/syscalls.json" --only downloads --rounds 1 --download-mib "${PROFILE_DOWNLOAD_MIB:-256}"
+  kill -INT "${stat_pids[@]}"; wait "${stat_pids[@]}" || true; stat_pids=()
+  echo "== syscalls ($out/syscalls.api.txt, $out/syscalls.nginx.txt)"
+  grep -hE 'syscalls|context|cpu-clock|Performance' "$out/syscalls.api.txt" "$out/syscalls.nginx.txt"
+}
+
+# Presign at 64 connections: the api with call graphs (as profile does), and the whole machine without, for
+# Postgres's share (its backends come and go, so they are picked out by name afterwards); Postgres's own
+# counters around the load give commits and rows per request.
+pg_query() {
+  "$(pg_bin_dir)/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -tA -F ' ' -c "$1"
+}
+
+presign() {
+  local counters="SELECT xact_commit, xact_rollback, tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted, blks_hit FROM pg_stat_database WHERE datname = 'postgres'"
+  perf record -q -e cpu-clock -F "$freq" -a -o "$out/presign.system.perf.data" 2>"$out/presign.system.record.log" &
+  stat_pids+=($!)
+  pg_query "$counters" >"$out/presign.pgstat.txt"
+  profile presign --only presign --connections 64 --rounds 1 --duration "${PROFILE_PRESIGN_SECONDS:-15}"
+  pg_query "$counters" >>"$out/presign.pgstat.txt"
+  kill -INT "${stat_pids[@]}"; wait "${stat_pids[@]}" || true; stat_pids=()
+  perf report -i "$out/presign.system.perf.data" --stdio --no-inline --sort comm --percent-limit 1 2>/dev/null \
+    | sed 's/[ -]*$//' >"$out/presign.system.comm.txt"
+  perf report -i "$out/presign.system.perf.data" --stdio --no-inline --comms postgres --sort dso,symbol --percent-limit 0.5 \
+    2>/dev/null | sed 's/[ -]*$//' >"$out/presign.postgres.txt"
+  echo "== presign: pg_stat_database before / after (commits, rollbacks, returned, fetched, inserted, updated, deleted, hits)"
+  cat "$out/presign.pgstat.txt"
+}
+
+cases=("$@")
+[ ${#cases[@]} -gt 0 ] || cases=(downloads presign syscalls)
+for case in "${cases[@]}"; do
+  case $case in
+    downloads) profile downloads --only api-downloads --rounds "${PROFILE_DOWNLOAD_ROUNDS:-5}" --download-mib "${PROFILE_DOWNLOAD_MIB:-256}" ;;
+    presign) presign ;;
+    syscalls) syscalls ;;
+    *) echo "unknown profile $case (downloads, presign, syscalls)" >&2; exit 2 ;;
+  esac
+done

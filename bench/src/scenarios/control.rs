@@ -53,14 +53,14 @@ async fn run_cases(b: &Bench, results: &mut crate::report::Results, only_presign
     let base = api.base.clone();
     eprintln!("== control plane: set-up");
     let one = api.create(u64::from(PRESIGN_CHUNKS) * CHUNK, CHUNK).await?;
-    let spread: Vec<String> = stream::iter(0..SPREAD_UPLOADS)
-        .map(|_| api.create(u64::from(SPREAD_CHUNKS) * CHUNK, CHUNK))
-        .buffered(4)
-        .try_collect()
-        .await?;
     let companion_one = b.companion.create().await?;
-    let companion_spread: Vec<Multipart> =
-        stream::iter(0..SPREAD_UPLOADS).map(|_| b.companion.create()).buffered(4).try_collect().await?;
+    let (spread, companion_spread): (Vec<String>, Vec<Multipart>) = if only_presign {
+        (vec![], vec![])
+    } else {
+        let ours = stream::iter(0..SPREAD_UPLOADS).map(|_| api.create(u64::from(SPREAD_CHUNKS) * CHUNK, CHUNK));
+        let theirs = stream::iter(0..SPREAD_UPLOADS).map(|_| b.companion.create());
+        (ours.buffered(4).try_collect().await?, theirs.buffered(4).try_collect().await?)
+    };
 
     let chunk_body = Bytes::from(json!({ "sha256": sha }).to_string());
     let api_post =
@@ -140,10 +140,11 @@ async fn run_cases(b: &Bench, results: &mut crate::report::Results, only_presign
 
     eprintln!("== control plane: {} cases x {} rounds", cases.len(), b.settings.rounds);
     let warmup = Stop::After(std::time::Duration::from_secs_f64(b.settings.warmup_s));
-    let mut scratch = crate::report::Results::default();
     for case in &cases {
         for side in &case.sides {
-            record_load(&mut scratch, 0, &case.id, case.label, side, case.connections, warmup).await?;
+            // Kept apart from the figures; in the raw data so counters read around a run can be divided.
+            let report = crate::load::run(side.template.clone(), case.connections, warmup).await?;
+            results.raw(&format!("{}.warmup", case.id), side.name, 0, json!({ "load": report }));
         }
     }
     let stop = b.duration();
