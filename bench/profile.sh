@@ -43,7 +43,7 @@ profile() {
   perf record -q -e cpu-clock -F "$freq" --call-graph dwarf,65528 -p "$BENCH_API_PID" -o "$out/$name.perf.data" 2>"$out/$name.record.log" &
   perf_pid=$!
   sleep 1
-  "$ROOT/target/release/bench" --out "$work/$name.json" "$@"
+  "$ROOT/target/release/bench" --out "$out/$name.json" "$@"
   kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=
   # --no-inline: resolving inlined frames runs addr2line over every sample (minutes); symbols suffice.
   perf report -i "$out/$name.perf.data" --stdio --no-inline --no-children --sort dso,symbol --percent-limit 0.5 -g none \
@@ -66,15 +66,15 @@ syscalls() {
   perf stat -e "$events" -p "$BENCH_API_PID" -o "$out/syscalls.api.txt" & stat_pids+=($!)
   perf stat -e "$events" -p "$workers" -o "$out/syscalls.nginx.txt" & stat_pids+=($!)
   sleep 1
-  "$ROOT/target/release/bench" --out "$work/syscalls.json" --only downloads --rounds 1 --download-mib "${PROFILE_DOWNLOAD_MIB:-256}"
+  "$ROOT/target/release/bench" --out "$out/syscalls.json" --only downloads --rounds 1 --download-mib "${PROFILE_DOWNLOAD_MIB:-256}"
   kill -INT "${stat_pids[@]}"; wait "${stat_pids[@]}" || true; stat_pids=()
   echo "== syscalls ($out/syscalls.api.txt, $out/syscalls.nginx.txt)"
   grep -hE 'syscalls|context|cpu-clock|Performance' "$out/syscalls.api.txt" "$out/syscalls.nginx.txt"
 }
 
-# Presign at 64 connections: the api with call graphs (as profile does), and the whole machine without, for
-# Postgres's share (its backends come and go, so they are picked out by name afterwards); Postgres's own
-# counters around the load give commits and rows per request.
+# Presign at 64 connections: the api with call graphs (as profile does), and the whole machine without, from
+# which this cluster's backends are picked out afterwards (by their parent, the postmaster); Postgres's own
+# counters around the load give commits, rows and buffer hits per request, and how many updates were HOT.
 pg_query() {
   "$(pg_bin_dir)/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -tA -F ' ' -c "$1"
 }
@@ -83,15 +83,24 @@ presign() {
   local counters="SELECT xact_commit, xact_rollback, tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted, blks_hit FROM pg_stat_database WHERE datname = 'postgres'"
   perf record -q -e cpu-clock -F "$freq" -a -o "$out/presign.system.perf.data" 2>"$out/presign.system.record.log" &
   stat_pids+=($!)
+  local tables="SELECT relname, n_tup_upd, n_tup_hot_upd, n_dead_tup FROM pg_stat_user_tables WHERE relname IN ('uploads', 'chunks') ORDER BY relname"
   pg_query "$counters" >"$out/presign.pgstat.txt"
+  pg_query "$tables" >>"$out/presign.pgstat.txt"
   profile presign --only presign --connections 64 --rounds 1 --duration "${PROFILE_PRESIGN_SECONDS:-15}"
   pg_query "$counters" >>"$out/presign.pgstat.txt"
+  sleep 1  # table counters reach pg_stat_user_tables when the backends report them
+  pg_query "$tables" >>"$out/presign.pgstat.txt"
   kill -INT "${stat_pids[@]}"; wait "${stat_pids[@]}" || true; stat_pids=()
   perf report -i "$out/presign.system.perf.data" --stdio --no-inline --sort comm --percent-limit 1 2>/dev/null \
     | sed 's/[ -]*$//' >"$out/presign.system.comm.txt"
-  perf report -i "$out/presign.system.perf.data" --stdio --no-inline --comms postgres --sort dso,symbol --percent-limit 0.5 \
-    2>/dev/null | sed 's/[ -]*$//' >"$out/presign.postgres.txt"
-  echo "== presign: pg_stat_database before / after (commits, rollbacks, returned, fetched, inserted, updated, deleted, hits)"
+  # Other Postgres clusters may run on the machine: only this cluster's backends (the api's pool) count.
+  local backends; backends=$(pgrep -d, -P "$BENCH_PG_PID")
+  perf report -i "$out/presign.system.perf.data" --stdio --no-inline --pid "$backends" --percentage relative \
+    --sort dso,symbol --percent-limit 0.5 2>/dev/null | sed 's/[ -]*$//' >"$out/presign.postgres.txt"
+  perf report -i "$out/presign.system.perf.data" --stdio --no-inline --pid "$backends" --percentage relative \
+    --sort dso 2>/dev/null | sed 's/[ -]*$//' >"$out/presign.postgres.dso.txt"
+  echo "== presign: pg_stat_database before, tables before, database after, tables after"
+  echo "   (commits, rollbacks, returned, fetched, inserted, updated, deleted, hits; table, updates, HOT updates, dead)"
   cat "$out/presign.pgstat.txt"
 }
 

@@ -116,7 +116,8 @@ pub async fn run(template: Template, connections: usize, stop: Stop) -> anyhow::
 
 async fn worker(shared: Arc<Shared>) -> WorkerTally {
     let mut tally = WorkerTally::default();
-    let mut sender: Option<Sender> = connect(&shared.authority).await.map_err(|e| tally.failed(e)).ok();
+    // A failed connect here is no request yet: the first request connects again and counts the failure.
+    let mut sender: Option<Sender> = connect(&shared.authority).await.ok();
     shared.barrier.wait().await;
     let deadline = match shared.stop {
         Stop::After(duration) => Instant::now() + duration,
@@ -203,7 +204,72 @@ fn latency(sorted_us: &[u32]) -> Latency {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
     use super::*;
+
+    /// A keep-alive HTTP/1.1 server that answers every GET with 200 `ok`, or 500 when the path holds "fail";
+    /// it counts the requests per path.
+    async fn server() -> (String, Arc<std::sync::Mutex<BTreeMap<String, u64>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let counts = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let counts = counts.clone();
+                tokio::spawn(async move {
+                    let mut pending = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    while let Ok(n @ 1..) = socket.read(&mut buffer).await {
+                        pending.extend_from_slice(&buffer[..n]);
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                            pending.drain(..end + 4);
+                            let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                            let status = if path.contains("fail") { "500 Internal Server Error" } else { "200 OK" };
+                            *counts.lock().unwrap().entry(path).or_default() += 1;
+                            let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\n\r\nok");
+                            if socket.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    fn template(urls: Vec<String>) -> Template {
+        let urls = urls.iter().map(|u| u.parse().unwrap()).collect();
+        Template { method: Method::GET, urls, headers: HeaderMap::new(), body: Bytes::new() }
+    }
+
+    #[tokio::test]
+    async fn sends_exactly_the_requests_asked_rotating_over_the_urls() {
+        let (base, seen) = server().await;
+        let report =
+            run(template(vec![format!("{base}/a"), format!("{base}/b")]), 4, Stop::Requests(100)).await.unwrap();
+        assert_eq!((report.requests, report.ok, report.errors), (100, 100, 0));
+        assert_eq!(seen.lock().unwrap().clone(), BTreeMap::from([("/a".into(), 50), ("/b".into(), 50)]));
+        assert!(report.latency_ms.p50 > 0.0 && report.latency_ms.p50 <= report.latency_ms.p99);
+    }
+
+    #[tokio::test]
+    async fn counts_error_statuses_and_refused_connections() {
+        let (base, _) = server().await;
+        let report =
+            run(template(vec![format!("{base}/ok"), format!("{base}/fail")]), 2, Stop::Requests(10)).await.unwrap();
+        assert_eq!((report.ok, report.errors, report.statuses.get(&500).copied()), (5, 5, Some(5)));
+
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let report = run(template(vec![format!("http://{closed}/")]), 1, Stop::Requests(3)).await.unwrap();
+        assert_eq!((report.ok, report.io_errors), (0, 3));
+        assert!(report.first_error.is_some());
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

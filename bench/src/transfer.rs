@@ -44,17 +44,26 @@ impl Transfer {
     }
 }
 
-pub async fn measure(url: &Uri, headers: &HeaderMap, size: u64, read: Read) -> anyhow::Result<Transfer> {
-    let ranges = match read {
+/// The requests of one read: `None` for a whole GET, else inclusive byte ranges covering what it reads.
+fn requests(size: u64, read: Read) -> Vec<Option<(u64, u64)>> {
+    match read {
         Read::Whole => vec![None],
-        Read::OneRange => vec![Some((1, size - 2))],
+        Read::OneRange => vec![Some((1, size.saturating_sub(2)))],
         Read::ParallelRanges(n) => {
-            let step = size.div_ceil(n);
-            (0..n).map(|i| (i * step, ((i + 1) * step).min(size) - 1)).filter(|(a, b)| a <= b).map(Some).collect()
+            let step = size.div_ceil(n.max(1));
+            (0..n)
+                .map(|i| (i * step, ((i + 1) * step).min(size)))
+                .filter(|(a, b)| a < b)
+                .map(|(a, b)| Some((a, b - 1)))
+                .collect()
         }
-    };
+    }
+}
+
+pub async fn measure(url: &Uri, headers: &HeaderMap, size: u64, read: Read) -> anyhow::Result<Transfer> {
     let started = Instant::now();
-    let bytes = try_join_all(ranges.into_iter().map(|range| fetch(url, headers, range))).await?.into_iter().sum();
+    let fetches = requests(size, read).into_iter().map(|range| fetch(url, headers, range));
+    let bytes = try_join_all(fetches).await?.into_iter().sum();
     Ok(Transfer { bytes, seconds: started.elapsed().as_secs_f64() })
 }
 
@@ -77,4 +86,24 @@ pub async fn fetch(url: &Uri, headers: &HeaderMap, range: Option<(u64, u64)>) ->
     }
     ensure!(declared.is_none_or(|d| d == length), "{url}: Content-Length {declared:?} but {length} bytes");
     Ok(length)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cover_the_bytes_they_say() {
+        type Ranges = &'static [Option<(u64, u64)>];
+        let cases: &[(u64, Read, Ranges)] = &[
+            (100, Read::Whole, &[None]),
+            (100, Read::OneRange, &[Some((1, 98))]),
+            (100, Read::ParallelRanges(4), &[Some((0, 24)), Some((25, 49)), Some((50, 74)), Some((75, 99))]),
+            (10, Read::ParallelRanges(4), &[Some((0, 2)), Some((3, 5)), Some((6, 8)), Some((9, 9))]),
+            (2, Read::ParallelRanges(8), &[Some((0, 0)), Some((1, 1))]),
+        ];
+        for (size, read, expected) in cases {
+            assert_eq!(requests(*size, *read), *expected, "{size} bytes, {read:?}");
+        }
+    }
 }

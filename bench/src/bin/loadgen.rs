@@ -1,4 +1,5 @@
-//! `loadgen`: the bench's load generator on its own: C connections, a request template, JSON out.
+//! `loadgen`: the bench's load generator on its own: C connections, a request template, JSON out; or one
+//! timed download (whole, one range, N parallel ranges).
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use clap::Parser;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 
 use bench::load::{Stop, Template, run};
+use bench::transfer::{Read, measure};
 
 #[derive(Debug, Parser)]
 #[command(about = "HTTP/1.1 load: C keep-alive connections, one template, req/s and latency percentiles as JSON")]
@@ -34,6 +36,13 @@ struct Args {
     /// Stop after this many requests instead.
     #[arg(long, short = 'n')]
     requests: Option<u64>,
+    /// Instead of a load: time one download of the first URL, `whole`, `range` (all but the first and last
+    /// byte) or `ranges:N` (N ranges at once), and print MiB/s. Needs --size.
+    #[arg(long, requires = "size")]
+    transfer: Option<String>,
+    /// Size in bytes of the file --transfer reads.
+    #[arg(long)]
+    size: Option<u64>,
 }
 
 #[tokio::main]
@@ -61,6 +70,21 @@ async fn main() -> anyhow::Result<()> {
     if let Some(secret) = &args.jwt_secret {
         let token = bench::jwt::mint(secret.as_bytes(), "bench", Duration::from_secs(3600));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}"))?);
+    }
+    if let Some(mode) = &args.transfer {
+        let read = match mode.as_str() {
+            "whole" => Read::Whole,
+            "range" => Read::OneRange,
+            other => match other.strip_prefix("ranges:").and_then(|n| n.parse().ok()) {
+                Some(n) => Read::ParallelRanges(n),
+                None => anyhow::bail!("--transfer takes whole, range or ranges:N, not {other}"),
+            },
+        };
+        let size = args.size.context("--transfer needs --size")?;
+        let t = measure(&urls[0], &headers, size, read).await?;
+        let report = serde_json::json!({ "read": read.label(), "bytes": t.bytes, "seconds": t.seconds, "mib_per_s": t.mib_per_s() });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
     }
     let template = Template {
         method: Method::from_bytes(args.method.as_bytes())?,
