@@ -58,7 +58,7 @@ bench_stack_up() {
   local db="postgres://postgres@127.0.0.1:$pg_port/postgres"
   # The services' own defaults otherwise (logging included), as Companion's and nginx's are.
   DATABASE_URL=$db S3_ENDPOINT="http://127.0.0.1:$ls_port" S3_BUCKET=$bucket S3_FORCE_PATH_STYLE=true \
-  BIND_ADDR="127.0.0.1:$api_port" DOWNLOAD_URL_TTL=1h \
+  BIND_ADDR="127.0.0.1:$api_port" DOWNLOAD_URL_TTL=1h LINK_SIGNING_KEY="$(head -c 32 /dev/urandom | base64)" \
     "$ROOT/target/release/api" >"$work/api.log" 2>&1 &
   BENCH_API_PID=$!; bench_pids+=("$BENCH_API_PID")
   wait_http "http://127.0.0.1:$api_port/readyz" api "$work/api.log"
