@@ -175,8 +175,9 @@ impl Worker {
     }
 
     async fn process_leased(&self, job: &ClaimedJob, stop: &CancellationToken) -> Outcome {
-        let work = self.execute(job);
-        tokio::pin!(work);
+        // Boxed: the job bodies are deep async state machines, and without the box the type of the spawned
+        // future nests past the compiler's layout depth limit in release builds.
+        let mut work = Box::pin(self.execute(job));
         let renew_every = self.lease.duration / 3;
         let result = loop {
             tokio::select! {
