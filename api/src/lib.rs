@@ -72,7 +72,7 @@ pub fn router(state: AppState) -> Router {
 pub fn routes(state: AppState) -> Router {
     let deadline = axum::middleware::from_fn_with_state(state.http.request_timeout, middleware::request_timeout);
     let json = Router::new()
-        .route("/v1/uploads", post(routes::uploads::create))
+        .route("/v1/uploads", get(routes::listing::list).post(routes::uploads::create))
         .route("/v1/uploads/{id}", get(routes::uploads::status).delete(routes::uploads::abort))
         .route("/v1/uploads/{id}/urls", post(routes::uploads::chunk_urls))
         .route("/v1/uploads/{id}/chunks/{index}/url", post(routes::uploads::chunk_url))
