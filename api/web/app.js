@@ -27,11 +27,20 @@ const saved = {
   drop(id) {
     localStorage.setItem(SAVED_KEY, JSON.stringify(saved.all().filter((u) => u.id !== id)));
   },
+  // The page before this one kept one upload under another key: it is resumed like the others.
+  adoptSingle() {
+    try {
+      const single = JSON.parse(localStorage.getItem('upl.upload'));
+      if (single && typeof single.id === 'string' && UUID.test(single.id)) saved.put(single);
+    } catch { /* nothing usable */ }
+    localStorage.removeItem('upl.upload');
+  },
 };
 
 // --- Transfers ---------------------------------------------------------------------------------------------
 
 const transfers = [];
+const rows = new Map(); // transfer -> its row on the page
 
 function schedule() {
   let running = transfers.filter((t) => t.active || t.state === 'cancelling').length;
@@ -111,9 +120,10 @@ function updateTitle() {
 
 function changed(t) {
   updateTitle();
-  if (t.state === t.shownState) return t.view.update();
-  t.shownState = t.state;
-  t.view.render();
+  const row = rows.get(t);
+  if (t.state === row.shownState) return row.update();
+  row.shownState = t.state;
+  row.render();
   const over = t.state === 'done' || t.state === 'cancelled' || (t.state === 'failed' && GONE.includes(t.error?.code));
   if (over && t.upload) saved.drop(t.upload.id);
   if (['done', 'cancelled', 'failed'].includes(t.state)) refreshList();
@@ -122,11 +132,12 @@ function changed(t) {
 
 function startTransfer(file, upload = null) {
   const transfer = new Transfer(file, { upload, onChange: changed, onCreated: (t) => saved.put(t.upload) });
-  transfer.view = transferRow(transfer);
+  const row = transferRow(transfer);
+  rows.set(transfer, row);
   transfers.push(transfer);
-  $('transfers').append(transfer.view.root);
+  $('transfers').append(row.root);
   $('transfers-box').hidden = false;
-  transfer.view.render();
+  row.render();
   schedule();
 }
 
@@ -266,6 +277,7 @@ window.addEventListener('drop', (event) => {
 // --- Start ----------------------------------------------------------------------------------------------
 
 takeTokenFromAddress();
+saved.adoptSingle();
 const linked = new URLSearchParams(location.search).get('upload');
 if (linked && UUID.test(linked)) showFile(linked);
 offerResumes();

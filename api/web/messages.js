@@ -17,7 +17,6 @@ export function formatDuration(seconds) {
 }
 
 const PAGE_BUG = 'The page and the service do not understand each other; reload the page (the service may be newer).';
-const RETRY_LATER = 'will be retried';
 
 // Each code's sentence; a function when the answer's fields say more.
 const MESSAGES = {
@@ -56,7 +55,7 @@ const MESSAGES = {
   upload_not_completed: (b) => `This file is not complete yet (${b.state ?? 'in progress'}).`,
   chunk_not_declared: PAGE_BUG,
   checksum_conflict: 'A chunk now has other bytes than when it was announced: the file changed while it was sent. ' +
-    'Discard this upload and send the file again.',
+    'Cancel this upload and send the file again.',
   chunks_missing: (b) => `${b.missingChunks ? b.missingChunks.length : 'Some'} range(s) of chunks are still missing.`,
   part_mismatch: 'Storage holds chunks that differ from the file.',
   completion_in_progress: 'The file is being assembled in storage.',
@@ -86,29 +85,30 @@ const MESSAGES = {
   // Downloads.
   precondition_failed: 'The file changed since this page last read it; reload the page.',
   range_not_satisfiable: 'The player asked for bytes past the end of the file.',
-  too_many_downloads: `The service is sending as many files as it can; this ${RETRY_LATER}.`,
+  too_many_downloads: 'The service is sending as many files as it can.',
   link_expired: 'This link has expired: reload the list for a fresh one.',
   link_invalid: 'This link is not valid (changed or cut short).',
   // Faults of the service or what it depends on: retried.
-  internal_error: `The service failed (its log says why); this ${RETRY_LATER}.`,
-  request_timeout: `The service took too long to answer; this ${RETRY_LATER}.`,
-  storage_error: `Storage refused a request of the service; this ${RETRY_LATER}.`,
-  storage_unavailable: `The service cannot reach storage; this ${RETRY_LATER}.`,
-  storage_timeout: `Storage did not answer the service in time; this ${RETRY_LATER}.`,
-  database_unavailable: `The service cannot reach its database; this ${RETRY_LATER}.`,
-  auth_unavailable: `The service cannot check tokens right now; this ${RETRY_LATER}.`,
-  not_ready: `The service is not ready yet; this ${RETRY_LATER}.`,
+  internal_error: 'The service failed (its log says why).',
+  request_timeout: 'The service took too long to answer.',
+  storage_error: 'Storage refused a request of the service.',
+  storage_unavailable: 'The service cannot reach storage.',
+  storage_timeout: 'Storage did not answer the service in time.',
+  database_unavailable: 'The service cannot reach its database.',
+  auth_unavailable: 'The service cannot check tokens right now.',
+  not_ready: 'The service is not ready yet.',
 };
 
 // What storage's own refusals of a chunk's PUT mean (S3's error codes, from its XML answer).
 const STORAGE_MESSAGES = {
   BadDigest: 'The file changed while it was being sent (a chunk no longer matches its checksum). ' +
-    'Discard this upload and send the file again.',
+    'Cancel this upload and send the file again.',
   AccessDenied: "Storage refused the chunk's signature.",
   SignatureDoesNotMatch: "Storage refused the chunk's signature.",
   EntityTooLarge: 'Storage refused a chunk as too large.',
-  RequestTimeout: `Storage gave up waiting for a chunk; this ${RETRY_LATER}.`,
-  SlowDown: `Storage asks to slow down; this ${RETRY_LATER}.`,
+  RequestTimeout: 'Storage gave up waiting for a chunk.',
+  SlowDown: 'Storage asks to slow down.',
+  NoETag: "Storage's answer has no readable ETag: the bucket's CORS rule must expose the ETag header.",
 };
 
 // One sentence for any failure the page meets: the service's answers by code, storage's by its code, the
@@ -118,11 +118,11 @@ export function describe(err) {
   if (err.storage) {
     if (err.status === 0) {
       return 'Storage cannot be reached from this browser (the network, or a CORS rule of the bucket ' +
-        `that does not allow this page); this ${RETRY_LATER}.`;
+        'that does not allow this page).';
     }
     return STORAGE_MESSAGES[err.code] || `Storage refused a chunk (${err.status}${err.code ? ` ${err.code}` : ''}).`;
   }
-  if (err.status === 0) return `The service cannot be reached (network); this ${RETRY_LATER}.`;
+  if (err.status === 0) return 'The service cannot be reached (network).';
   const message = MESSAGES[err.code];
   if (typeof message === 'function') return message(err.body || {});
   return message || err.message || String(err);

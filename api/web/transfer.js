@@ -73,6 +73,7 @@ export class Transfer {
     this.batch = null;
     this.samples = [];
     this.controller = null;
+    this.createSent = false;
     // A retried create (its answer was lost) returns the same upload instead of starting a second one.
     this.idempotencyKey = crypto.randomUUID();
   }
@@ -97,14 +98,16 @@ export class Transfer {
 
   pause() {
     if (this.state !== 'sending' && this.state !== 'queued') return;
-    this.#set('paused', 'Paused: press Resume to send the rest.');
     this.controller?.abort(new DOMException('paused', 'AbortError'));
+    this.inFlight.clear(); // what was in flight goes again on resume
+    this.#set('paused', 'Paused: press Resume to send the rest.');
   }
 
   async cancel() {
     if (['completing', 'done', 'cancelling', 'cancelled'].includes(this.state)) return;
     const created = Boolean(this.upload) || this.createSent;
     this.controller?.abort(new DOMException('cancelled', 'AbortError'));
+    this.inFlight.clear();
     this.#set('cancelling', 'Cancelling…');
     try {
       // A create whose answer never came may still have made the upload: the same key finds it.

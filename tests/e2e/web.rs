@@ -8,6 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+mod errors;
+mod transfers;
+
 const MIB: usize = 1024 * 1024;
 
 /// A real H.264 MP4 (moov first), padded with a trailing `free` box (which players skip) to `size` bytes,
