@@ -20,6 +20,8 @@ services:
 services-stop:
 	@scripts/services.sh stop
 
+# The service beside Uppy Companion, nginx and direct S3 (release build, own throwaway services): prints
+# the ratio table and writes bench/results.json. BENCH_QUICK=1 for a short smoke run.
 bench:
 	@scripts/bench.sh
 

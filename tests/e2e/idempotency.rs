@@ -145,3 +145,27 @@ async fn a_replay_passes_the_limits_and_a_refused_create_keeps_no_key() {
     let (status, replayed, _) = create(&app.http, &app, "two", &request()).await;
     assert_eq!((status, replayed), (StatusCode::CREATED, false));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_its_client_gave_up_on_still_ends_and_the_retry_gets_it() {
+    let env = e2e::TestEnv::from_env();
+    let (s3, endpoint) = e2e::ChaosProxy::in_front_of(&env.s3_endpoint).await;
+    let app = TestApp::spawn_with(|c| c.service.s3.s3_endpoint = Some(endpoint)).await;
+    // S3 slows down; the client gives up while CreateMultipartUpload is under way.
+    s3.delay(Duration::from_millis(300));
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(100)).build().unwrap();
+    let cut = impatient
+        .post(app.url("/v1/uploads"))
+        .bearer_auth(&app.token)
+        .header("idempotency-key", "cut-1")
+        .json(&request())
+        .send()
+        .await;
+    assert!(cut.is_err_and(|e| e.is_timeout()), "the client was meant to time out");
+
+    let (status, replayed, body) = create(&app.http, &app, "cut-1", &request()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(replayed, "the first create ran to its end: the retry gets its answer");
+    assert_eq!((multipart_creates(&app), count(&app, "uploads").await), (1, 1));
+    s3.restore();
+}

@@ -72,11 +72,7 @@ impl Uploads {
         let mut pause = FIRST_PAUSE;
         loop {
             if let Some(upload) = self.repo.begin_completion(id, Some(owner), self.policy.completion_lease).await? {
-                let this = self.clone();
-                let span = tracing::Span::current();
-                let drive =
-                    tokio::spawn(tracing::Instrument::instrument(async move { this.drive(upload).await }, span));
-                return drive.await.map_err(|e| UploadError::TaskFailed(e.to_string()))?;
+                return self.detached(move |this| async move { this.drive(upload).await }).await;
             }
             let current = self.repo.find_owned_upload(id, owner).await?.ok_or(UploadError::NotFound)?;
             match current.state {

@@ -32,8 +32,20 @@ impl Uploads {
     /// Creates `owner`'s upload: the S3 multipart upload, then the row, within the owner's limits. With a key,
     /// the same key and request from the same owner within `UPLOAD_TTL` return the first create's upload, even
     /// when both race: the second waits for the first (on the key's row) instead of calling S3.
+    /// Runs detached from the caller: a client that disconnects mid-create leaves no multipart upload without
+    /// its row, and its retry with the same key finds the first answer.
     #[tracing::instrument(skip_all, fields(size = request.size))]
     pub async fn create(
+        &self,
+        owner: &Owner,
+        request: CreateUpload,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Created, UploadError> {
+        let (owner, key) = (owner.clone(), key.cloned());
+        self.detached(move |this| async move { this.create_attached(&owner, request, key.as_ref()).await }).await
+    }
+
+    async fn create_attached(
         &self,
         owner: &Owner,
         request: CreateUpload,

@@ -129,6 +129,17 @@ impl Uploads {
         Ok(Self::new(Repository::new(pool), storage, config.policy.clone()))
     }
 
+    /// Runs `work` in a task of its own and awaits it: a caller that goes away (a client that disconnects drops
+    /// its handler's future) does not abandon halfway what changes S3 and Postgres together.
+    async fn detached<T, F>(&self, work: impl FnOnce(Uploads) -> F) -> Result<T, UploadError>
+    where
+        F: std::future::Future<Output = Result<T, UploadError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let task = tokio::spawn(tracing::Instrument::instrument(work(self.clone()), tracing::Span::current()));
+        task.await.map_err(|e| UploadError::TaskFailed(e.to_string()))?
+    }
+
     pub fn repository(&self) -> &Repository {
         &self.repo
     }

@@ -15,7 +15,7 @@ impl Uploads {
         let Some(upload) = self.repo.abort(id, owner).await? else {
             return Err(self.explain_refusal(owner, id, None).await);
         };
-        self.remove_stored_bytes(&upload).await
+        self.detached(move |this| async move { this.remove_stored_bytes(&upload).await }).await
     }
 
     /// `uploading -> expired` once past its deadline (activity may have refreshed it), then S3 drops the parts.
