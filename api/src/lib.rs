@@ -45,13 +45,15 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<AppState> {
     let key = config.links.signing_key()?;
     let links = Links::new(key, &config.public_base_url(), config.links.download_link_ttl, config.links.max_link_ttl);
     let downloads = download::Downloads::new(&config.downloads)?;
-    Ok(AppState {
-        uploads: Uploads::connect(&config.service).await?,
-        downloads,
-        links,
-        http: Arc::new(config.http.clone()),
-        auth,
-    })
+    let uploads = Uploads::connect(&config.service).await?;
+    let storage_origin = uploads
+        .storage()
+        .presigned_origin()
+        .await
+        .inspect_err(|err| tracing::warn!(error = %err, "the web page's policy lets chunks go to any https origin"))
+        .ok();
+    let page_policy = routes::web::page_policy(storage_origin.as_deref(), &config.public_base_url());
+    Ok(AppState { uploads, downloads, links, http: Arc::new(config.http.clone()), auth, page_policy })
 }
 
 /// The router and its connections' deadlines, as `serve` runs them.
@@ -72,7 +74,7 @@ pub fn router(state: AppState) -> Router {
 pub fn routes(state: AppState) -> Router {
     let deadline = axum::middleware::from_fn_with_state(state.http.request_timeout, middleware::request_timeout);
     let json = Router::new()
-        .route("/v1/uploads", post(routes::uploads::create))
+        .route("/v1/uploads", get(routes::listing::list).post(routes::uploads::create))
         .route("/v1/uploads/{id}", get(routes::uploads::status).delete(routes::uploads::abort))
         .route("/v1/uploads/{id}/urls", post(routes::uploads::chunk_urls))
         .route("/v1/uploads/{id}/chunks/{index}/url", post(routes::uploads::chunk_url))
@@ -82,7 +84,12 @@ pub fn routes(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/", get(routes::web::index))
-        .route("/app.js", get(routes::web::script))
+        .route("/app.js", get(routes::web::app_script))
+        .route("/api.js", get(routes::web::api_script))
+        .route("/dom.js", get(routes::web::dom_script))
+        .route("/library.js", get(routes::web::library_script))
+        .route("/messages.js", get(routes::web::messages_script))
+        .route("/transfer.js", get(routes::web::transfer_script))
         .route("/style.css", get(routes::web::style))
         .layer(deadline);
     // A file body may stream for hours: its only deadlines are S3's first byte and a client that stops reading.

@@ -136,8 +136,8 @@ pub struct ListArgs {
     /// Only uploads in this state (uploading, completing, completed, aborted, expired).
     #[arg(long)]
     pub state: Option<String>,
-    /// Uploads per page.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Uploads per page (the service gives at most 100).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub limit: u32,
     /// Follow every page, not only the first.
     #[arg(long)]

@@ -11,6 +11,7 @@ mod idempotency;
 mod lifecycle;
 mod limits;
 mod links;
+mod listing;
 mod openapi;
 mod origin;
 mod presigned;

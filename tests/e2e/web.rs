@@ -8,6 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+mod errors;
+mod transfers;
+
 const MIB: usize = 1024 * 1024;
 
 /// A real H.264 MP4 (moov first), padded with a trailing `free` box (which players skip) to `size` bytes,
@@ -45,10 +48,11 @@ fn scratch_dir() -> PathBuf {
     dir
 }
 
+/// Absolute, since the browser scripts run in `tests/browser/`.
 fn output_dir() -> PathBuf {
     let dir = PathBuf::from(std::env::var("TEST_OUTPUT_DIR").unwrap_or_else(|_| "test-output".into()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    std::path::absolute(dir).unwrap()
 }
 
 /// Runs one script of `tests/browser/` and returns the JSON line it prints.
@@ -73,19 +77,54 @@ async fn node(script: &str, args: Vec<String>) -> Value {
 }
 
 #[tokio::test]
-async fn web_page_is_served_from_the_binary() {
+async fn web_page_is_served_from_the_binary_under_a_strict_policy() {
     let app = TestApp::spawn().await;
     for (path, content_type, marker) in [
-        ("/", "text/html", "<script src=\"/app.js\">"),
-        ("/app.js", "text/javascript", "crypto.subtle.digest"),
+        ("/", "text/html", "<script type=\"module\" src=\"/app.js\">"),
+        ("/app.js", "text/javascript", "from './transfer.js'"),
+        ("/api.js", "text/javascript", "Retry-After"),
+        ("/dom.js", "text/javascript", "textContent"),
+        ("/library.js", "text/javascript", "/v1/uploads?"),
+        ("/messages.js", "text/javascript", "completion_in_progress"),
+        ("/transfer.js", "text/javascript", "crypto.subtle.digest"),
         ("/style.css", "text/css", "progress"),
     ] {
         let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         let header = response.headers()["content-type"].to_str().unwrap().to_string();
         assert!(header.starts_with(content_type), "{path}: {header}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff", "{path}");
         assert!(response.text().await.unwrap().contains(marker), "{path}");
     }
+    let page = app.get("/").await;
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    let chunk_origin = {
+        let id = app.create_upload(10, None).await;
+        let url = app.chunk_url(id, 0, b"0123456789").await.url;
+        let after_scheme = url.split_once("://").unwrap().1;
+        format!("{}://{}", url.split_once("://").unwrap().0, after_scheme.split('/').next().unwrap())
+    };
+    let directive = |name: &str| policy.split("; ").find(|d| d.starts_with(name)).unwrap_or_default().to_string();
+    assert_eq!(directive("script-src"), "script-src 'self'", "{policy}");
+    assert_eq!(directive("default-src"), "default-src 'none'", "{policy}");
+    assert!(directive("connect-src").split(' ').any(|s| s == chunk_origin), "{chunk_origin} in {policy}");
+    assert!(policy.contains("frame-ancestors 'none'") && !policy.contains("unsafe"), "{policy}");
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+}
+
+/// Every code the service can answer has its sentence on the page (`api/web/messages.js`), and no other.
+#[test]
+fn web_page_has_a_message_for_every_error_code() {
+    let source = include_str!("../../api/web/messages.js");
+    let table = source.split("const MESSAGES = {").nth(1).unwrap().split("\n};").next().unwrap();
+    let described: std::collections::BTreeSet<&str> = table
+        .lines()
+        .filter_map(|line| line.strip_prefix("  ")?.split_once(':').map(|(key, _)| key))
+        .filter(|key| key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+        .collect();
+    let codes: std::collections::BTreeSet<&str> = uploads::error_code::ErrorCode::all().map(|c| c.as_str()).collect();
+    assert!(described.len() > 50, "{described:?}");
+    assert_eq!(described, codes, "messages.js (left) against ErrorCode (right)");
 }
 
 #[tokio::test]
@@ -109,8 +148,8 @@ async fn web_page_uploads_survives_a_reload_and_resumes_only_the_missing_chunks(
     assert_eq!(result["chunksBeforeReload"], 2);
     assert_eq!(result["putsAfterReload"], 2, "after the reload only the 2 missing chunks are sent");
     assert!(result["resumeText"].as_str().unwrap().contains("16.0 MiB of 28.0 MiB already received"), "{result}");
-    assert_eq!(result["storedAfter"], Value::Null, "a finished upload is forgotten");
-    assert!(result["askedFor"].as_str().unwrap().contains("Authorization: Bearer"), "{result}");
+    assert_eq!(result["storedAfter"], "[]", "a finished upload is forgotten");
+    assert!(result["askedFor"].as_str().unwrap().contains("The service needs a token"), "{result}");
     assert_eq!(result["tokenKept"], true, "the pasted token lasts through the reload");
     assert_eq!(result["authorizedPuts"], json!([]), "S3 must never see the service's token");
     let id: Uuid = result["uploadId"].as_str().unwrap().parse().unwrap();

@@ -62,6 +62,9 @@ pub enum ErrorCode {
     BatchTooLarge,
     DuplicateChunkIndex,
     InvalidExpiresIn,
+    InvalidLimit,
+    InvalidCursor,
+    InvalidStateFilter,
     // Downloads.
     PreconditionFailed,
     RangeNotSatisfiable,

@@ -1,5 +1,6 @@
 pub mod files;
 pub mod health;
 pub mod links;
+pub mod listing;
 pub mod uploads;
 pub mod web;

@@ -191,9 +191,11 @@ pub struct StatusQuery {
     reconcile: bool,
 }
 
+/// An upload as a client sees it, without its chunk ranges: an item of `GET /v1/uploads`, and the most of
+/// its status.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct StatusBody {
+pub struct UploadSummary {
     upload_id: Uuid,
     state: UploadState,
     filename: String,
@@ -201,10 +203,7 @@ pub struct StatusBody {
     size: i64,
     chunk_size: i64,
     total_chunks: i32,
-    received_chunks: IndexRanges,
-    missing_chunks: IndexRanges,
     received_bytes: u64,
-    next_expected_chunk: Option<u32>,
     metadata: serde_json::Value,
     expires_at: DateTime<Utc>,
     created_at: DateTime<Utc>,
@@ -218,6 +217,40 @@ pub struct StatusBody {
     download_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     verification: Option<VerificationBody>,
+}
+
+impl UploadSummary {
+    pub fn of(state: &AppState, upload: UploadRecord, received_bytes: u64) -> Self {
+        let download_url = (upload.state == UploadState::Completed).then(|| state.download_url(upload.id));
+        Self {
+            upload_id: upload.id,
+            state: upload.state,
+            sha256: upload.declared_sha256(),
+            verification: VerificationBody::of(&upload),
+            filename: upload.filename,
+            content_type: upload.content_type,
+            size: upload.size,
+            chunk_size: upload.chunk_size,
+            total_chunks: upload.total_chunks,
+            received_bytes,
+            metadata: upload.metadata,
+            expires_at: upload.expires_at,
+            created_at: upload.created_at,
+            completed_at: upload.completed_at,
+            etag: upload.etag,
+            download_url,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusBody {
+    #[serde(flatten)]
+    summary: UploadSummary,
+    received_chunks: IndexRanges,
+    missing_chunks: IndexRanges,
+    next_expected_chunk: Option<u32>,
 }
 
 /// The worker's whole-object check of a completed upload.
@@ -247,27 +280,11 @@ impl VerificationBody {
 
 fn status_body(state: &AppState, status: UploadStatus) -> StatusBody {
     let UploadStatus { upload, received, missing, received_bytes } = status;
-    let download_url = (upload.state == UploadState::Completed).then(|| state.download_url(upload.id));
     StatusBody {
-        upload_id: upload.id,
-        state: upload.state,
-        sha256: upload.declared_sha256(),
-        verification: VerificationBody::of(&upload),
-        filename: upload.filename,
-        content_type: upload.content_type,
-        size: upload.size,
-        chunk_size: upload.chunk_size,
-        total_chunks: upload.total_chunks,
+        summary: UploadSummary::of(state, upload, received_bytes),
         next_expected_chunk: missing.first(),
         received_chunks: received,
         missing_chunks: missing,
-        received_bytes,
-        metadata: upload.metadata,
-        expires_at: upload.expires_at,
-        created_at: upload.created_at,
-        completed_at: upload.completed_at,
-        etag: upload.etag,
-        download_url,
     }
 }
 

@@ -164,7 +164,6 @@ async fn cli_pending_lists_interrupted_transfers_and_forget_drops_them() {
 }
 
 #[tokio::test]
-#[ignore = "needs GET /v1/uploads (another session adds it); the lead enables this test"]
 async fn cli_lists_the_callers_uploads_newest_first() {
     let app = TestApp::spawn().await;
     let scratch = Scratch::new();

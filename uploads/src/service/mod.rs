@@ -15,6 +15,7 @@ use crate::storage::{PartToPresign, PresignedRequest, Storage, StorageError};
 mod completion;
 mod creation;
 mod downloads;
+mod listing;
 mod retirement;
 mod sweep;
 mod validation;
@@ -23,6 +24,7 @@ mod verification;
 pub use completion::Recovery;
 pub use creation::{CreateUpload, Created};
 pub use downloads::DownloadableFile;
+pub use listing::{DEFAULT_PAGE_SIZE, ListUploads, MAX_PAGE_SIZE, UploadPage};
 pub use sweep::{SweepReport, SweepSettings};
 
 use validation::{invalid, parse_sha256, validate_etag};

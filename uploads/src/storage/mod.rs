@@ -23,6 +23,7 @@ use crate::config::S3Config;
 use crate::domain::Sha256Digest;
 
 mod objects;
+mod origin;
 pub use call_counts::{S3CallCounts, S3Operation};
 pub use objects::{ObjectHash, ObjectRange, ObjectStream, PresignedRead, ReadMethod};
 
