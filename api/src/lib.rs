@@ -37,6 +37,8 @@ const MAX_JSON_BODY: usize = 64 * 1024;
 /// Checks the configuration, connects to Postgres (applying migrations) and S3, and builds the state every
 /// handler shares.
 pub async fn build_state(config: &ApiConfig) -> anyhow::Result<AppState> {
+    // Before anything is counted: S3 and Postgres calls at startup are metrics too.
+    uploads::metrics::install();
     // Configuration first: a missing key is reported without waiting for a database.
     let auth = Authenticator::from_config(&config.auth)?;
     if auth.is_off() {
@@ -83,6 +85,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/files/{id}/links", post(routes::links::create))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::metrics::scrape))
         .route("/", get(routes::web::index))
         .route("/app.js", get(routes::web::app_script))
         .route("/api.js", get(routes::web::api_script))
@@ -102,12 +105,14 @@ pub fn routes(state: AppState) -> Router {
 }
 
 /// The layers every route runs under, innermost first: a panic becomes a 500 envelope (which CORS, the
-/// request id and the trace then see like any answer), CORS, the request id, the request's log span.
+/// metrics, the request id and the trace then see like any answer), CORS, the metrics (preflights counted too),
+/// the request id, the request's log span.
 pub fn with_middleware(routes: Router, http: &HttpConfig) -> Router {
     let mut router = routes.layer(CatchPanicLayer::custom(middleware::panic_response));
     if let Some(cors) = middleware::cors(&http.cors_allowed_origins) {
         router = router.layer(cors);
     }
+    router = router.layer(axum::middleware::from_fn(middleware::record_metrics));
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request| {
         let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
         let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");

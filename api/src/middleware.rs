@@ -1,13 +1,13 @@
-//! Layers around the routes: CORS for the configured origins, the JSON routes' deadline, and a panic turned
-//! into a 500 envelope instead of a dropped connection.
+//! Layers around the routes: CORS for the configured origins, the JSON routes' deadline, a panic turned into a
+//! 500 envelope instead of a dropped connection, and the HTTP metrics.
 
 use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -90,6 +90,17 @@ pub async fn request_timeout(State(limit): State<Duration>, request: Request, ne
         )
         .into_response(),
     }
+}
+
+/// Counts and times every answer under its route template (`unmatched` for a path no route has), so the label
+/// set stays bounded whatever paths clients send. The time runs to the response's head: a body streams on.
+pub async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
+    let method = uploads::metrics::method_label(request.method().as_str());
+    let response = next.run(request).await;
+    uploads::metrics::http_request(route, method, response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// The request's path and query for a log line, with a link's signature left out: whoever reads the logs

@@ -39,6 +39,7 @@ async fn worker_for(app: &TestApp) -> Worker {
     let config = WorkerConfig {
         service: app.config.service.clone(),
         jobs: JobSettings { lease: Duration::from_secs(5), backoff: Duration::from_secs(1), ..JobSettings::default() },
+        metrics_addr: None,
     };
     Worker::connect(&config).await.expect("worker")
 }

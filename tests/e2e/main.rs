@@ -12,6 +12,7 @@ mod lifecycle;
 mod limits;
 mod links;
 mod listing;
+mod metrics;
 mod openapi;
 mod origin;
 mod presigned;

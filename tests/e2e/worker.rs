@@ -27,6 +27,7 @@ fn worker_config(app: &TestApp) -> WorkerConfig {
             shutdown_grace: Duration::from_secs(1),
             ..JobSettings::default()
         },
+        metrics_addr: None,
     }
 }
 

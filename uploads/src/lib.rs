@@ -4,6 +4,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error_code;
+pub mod metrics;
 pub mod repository;
 pub mod service;
 pub mod storage;

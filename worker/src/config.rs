@@ -1,5 +1,6 @@
 //! The worker's configuration: the shared sections plus its own schedule.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser};
@@ -13,6 +14,10 @@ pub struct WorkerConfig {
     pub service: ServiceConfig,
     #[command(flatten)]
     pub jobs: JobSettings,
+    /// Where the worker serves `GET /metrics` (Prometheus) and `GET /healthz`; unset: no listener, so replicas on
+    /// one host need no port each.
+    #[arg(long, env = "WORKER_METRICS_ADDR", value_name = "WORKER_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// How the worker claims, runs and retries jobs.

@@ -5,6 +5,7 @@
 //! [`Worker::run`] is the process's loop; [`Worker::tick`] runs what is due once, for tests to drive.
 
 pub mod config;
+pub mod listener;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -43,6 +44,21 @@ pub enum Outcome {
     LeaseLost,
 }
 
+impl Outcome {
+    pub const ALL: [Self; 5] = [Self::Done, Self::Retrying, Self::Failed, Self::Released, Self::LeaseLost];
+
+    /// The `outcome` label of `upl_jobs_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Retrying => "retrying",
+            Self::Failed => "failed",
+            Self::Released => "released",
+            Self::LeaseLost => "lease_lost",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobReport {
     pub id: i64,
@@ -59,9 +75,19 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Connects to Postgres (applying migrations) and S3, as the binary does.
+    /// Connects to Postgres (applying migrations) and S3, as the binary does; from then on its jobs are counted
+    /// in the process's metrics, every kind and outcome listed from the first scrape.
     pub async fn connect(config: &WorkerConfig) -> anyhow::Result<Self> {
+        uploads::metrics::install();
+        for (kind, outcome) in JobKind::ALL.into_iter().flat_map(|k| Outcome::ALL.map(|o| (k, o))) {
+            uploads::metrics::register_job(kind, outcome.as_str());
+        }
         Ok(Self::new(Uploads::connect(&config.service).await?, config.jobs.clone()))
+    }
+
+    /// The service this worker runs jobs for (its listener's scrape samples the queue through it).
+    pub fn uploads(&self) -> &Uploads {
+        &self.uploads
     }
 
     pub fn new(uploads: Uploads, settings: JobSettings) -> Self {
@@ -171,6 +197,7 @@ impl Worker {
     async fn process(&self, job: ClaimedJob, stop: &CancellationToken) -> JobReport {
         let span = tracing::info_span!("job", job_id = job.id, kind = ?job.kind, upload_id = ?job.upload_id, attempt = job.attempts);
         let outcome = tracing::Instrument::instrument(self.process_leased(&job, stop), span).await;
+        uploads::metrics::job_finished(job.kind, outcome.as_str());
         JobReport { id: job.id, kind: job.kind, upload_id: job.upload_id, outcome }
     }
 

@@ -2,5 +2,6 @@ pub mod files;
 pub mod health;
 pub mod links;
 pub mod listing;
+pub mod metrics;
 pub mod uploads;
 pub mod web;

@@ -23,7 +23,7 @@ pub(crate) async fn upload(app: &TestApp, scratch: &Scratch, name: &str, data: &
 
 /// Runs the worker until it has hashed the object, so downloads carry `Repr-Digest`.
 async fn verify_with_the_worker(app: &TestApp, id: Uuid) {
-    let config = WorkerConfig { service: app.config.service.clone(), jobs: JobSettings::default() };
+    let config = WorkerConfig { service: app.config.service.clone(), jobs: JobSettings::default(), metrics_addr: None };
     let worker = Worker::connect(&config).await.expect("worker");
     for _ in 0..20 {
         worker.tick().await.unwrap();

@@ -20,6 +20,19 @@ pub enum VerificationState {
 }
 
 impl VerificationState {
+    pub const ALL: [Self; 5] = [Self::Pending, Self::Verified, Self::Corrupt, Self::Computed, Self::Failed];
+
+    /// The name in Postgres, JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Verified => "verified",
+            Self::Corrupt => "corrupt",
+            Self::Computed => "computed",
+            Self::Failed => "failed",
+        }
+    }
+
     /// The outcome of hashing an object of `size` bytes whose upload declared `declared` and `expected_size`.
     pub fn judge(declared: Option<Sha256Digest>, computed: Sha256Digest, expected_size: u64, size: u64) -> Self {
         match declared {
@@ -34,6 +47,13 @@ impl VerificationState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_names_are_the_serialized_names() {
+        for state in VerificationState::ALL {
+            assert_eq!(serde_json::to_string(&state).unwrap(), format!("\"{}\"", state.as_str()));
+        }
+    }
 
     #[test]
     fn judges_against_the_declared_digest_and_size() {

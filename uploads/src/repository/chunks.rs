@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{ChunkRecord, Repository, UploadRecord, VerifiedChunk, ttl_seconds};
+use super::{ChunkRecord, ConfirmedChunk, Repository, UploadRecord, VerifiedChunk, ttl_seconds};
 use crate::domain::{IndexRanges, Owner, Sha256Digest};
 
 impl Repository {
@@ -55,8 +55,8 @@ impl Repository {
     }
 
     /// Records a chunk the client says S3 accepted, when its checksum is the one declared for it.
-    /// The same report twice keeps the first `received_at`. `None`: `owner`'s upload is not live, or the chunk
-    /// was never declared with this checksum; nothing changed.
+    /// The same report twice keeps the first `received_at` (and is not `newly_received`). `None`: `owner`'s upload
+    /// is not live, or the chunk was never declared with this checksum; nothing changed.
     #[tracing::instrument(skip_all, fields(upload_id = %id, index))]
     pub async fn confirm_chunk(
         &self,
@@ -66,7 +66,9 @@ impl Repository {
         sha256: &Sha256Digest,
         etag: &str,
         ttl: Duration,
-    ) -> Result<Option<ChunkRecord>, sqlx::Error> {
+    ) -> Result<Option<ConfirmedChunk>, sqlx::Error> {
+        // `received_at` is this statement's `now()` only when this report set it: an earlier report's time is
+        // another transaction's.
         sqlx::query_as(
             "WITH live AS ( \
                  UPDATE uploads SET expires_at = now() + make_interval(secs => $5), updated_at = now() \
@@ -78,7 +80,8 @@ impl Repository {
                  etag = $4 \
              FROM live \
              WHERE c.upload_id = live.id AND c.index = $2 AND c.sha256 = $3 \
-             RETURNING c.index, c.sha256, c.size, c.etag, c.declared_at, c.received_at",
+             RETURNING c.index, c.sha256, c.size, c.etag, c.declared_at, c.received_at, \
+                 COALESCE(c.received_at = now(), false) AS newly_received",
         )
         .bind(id)
         .bind(index as i32)

@@ -92,6 +92,14 @@ pub struct ChunkRecord {
     pub received_at: Option<DateTime<Utc>>,
 }
 
+/// A chunk just confirmed, and whether this confirmation was its first (not the same report again).
+#[derive(Debug, Clone, FromRow)]
+pub struct ConfirmedChunk {
+    #[sqlx(flatten)]
+    pub chunk: ChunkRecord,
+    pub newly_received: bool,
+}
+
 /// A chunk whose bytes S3 holds as declared (index, ETag from ListParts).
 #[derive(Debug, Clone)]
 pub struct VerifiedChunk {

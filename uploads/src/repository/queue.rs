@@ -22,6 +22,16 @@ pub enum JobKind {
 impl JobKind {
     pub const ALL: [Self; 4] = [Self::Sweep, Self::ExpireUpload, Self::VerifyObject, Self::RecoverCompletion];
 
+    /// The name in Postgres and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sweep => "sweep",
+            Self::ExpireUpload => "expire_upload",
+            Self::VerifyObject => "verify_object",
+            Self::RecoverCompletion => "recover_completion",
+        }
+    }
+
     /// The sweep recurs, an upload must never stay `completing` forever nor its parts live forever: these keep
     /// retrying with capped backoff. Only a verification may fail for good (the upload then says so).
     pub fn retries_forever(self) -> bool {
@@ -74,6 +84,15 @@ pub struct Lease {
 }
 
 impl Repository {
+    /// How many jobs of each kind are due and waiting for a worker (the claim's own condition, on the partial
+    /// index of queued jobs); kinds with none are absent.
+    #[tracing::instrument(skip_all)]
+    pub async fn due_jobs_by_kind(&self) -> Result<Vec<(JobKind, i64)>, sqlx::Error> {
+        sqlx::query_as(r#"SELECT kind, count(*) FROM jobs WHERE state = 'queued' AND run_at <= now() GROUP BY kind"#)
+            .fetch_all(&self.pool)
+            .await
+    }
+
     /// Claims the most overdue queued job whose time has come. Concurrent claimers skip each other's locked
     /// rows instead of waiting.
     #[tracing::instrument(skip_all)]

@@ -82,16 +82,17 @@ impl Repository {
     }
 
     /// The worker gave up hashing the object: say so on the upload, unless a result is already recorded.
+    /// `false`: a result was recorded (or the upload is not completed); nothing changed.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn fail_verification(&self, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
+    pub async fn fail_verification(&self, id: Uuid, error: &str) -> Result<bool, sqlx::Error> {
+        let failed = sqlx::query(
             "UPDATE uploads SET verification_state = 'failed', verification_error = $2, updated_at = now() \
              WHERE id = $1 AND state = 'completed' AND verification_state = 'pending'",
         )
         .bind(id)
         .bind(error)
         .execute(&self.pool)
-        .await
-        .map(|_| ())
+        .await?;
+        Ok(failed.rows_affected() == 1)
     }
 }

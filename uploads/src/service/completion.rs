@@ -133,7 +133,10 @@ impl Uploads {
         let assembled = self.holding_lease(id, epoch, self.assemble(&upload, assembly)).await;
         match assembled {
             Ok(etag) => match self.repo.finish_completion(id, epoch, &etag).await? {
-                Some(completed) => Ok(completed),
+                Some(completed) => {
+                    crate::metrics::upload_completed(completed.size as u64);
+                    Ok(completed)
+                }
                 // This completion's lease lapsed and another took over: it reaches the same object.
                 None => match self.repo.find_upload(id).await?.ok_or(UploadError::NotFound)? {
                     done if done.state == UploadState::Completed => Ok(done),

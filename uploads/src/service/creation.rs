@@ -103,7 +103,10 @@ impl Uploads {
             ttl: self.policy.upload_ttl,
         };
         let refusal = match creation.insert(&new, limits).await {
-            Ok(Insertion::Inserted(upload)) => return Ok(Created { upload: *upload, replayed: false }),
+            Ok(Insertion::Inserted(upload)) => {
+                crate::metrics::upload_created();
+                return Ok(Created { upload: *upload, replayed: false });
+            }
             Ok(Insertion::OverLimit(usage)) => over_limit(usage, new.plan.size(), limits)
                 .unwrap_or(UploadError::TooManyActiveUploads { limit: limits.max_uploads, active: usage.uploads }),
             Err(err) => err.into(),

@@ -208,8 +208,13 @@ impl Uploads {
     ) -> Result<ChunkRecord, UploadError> {
         let sha256 = parse_sha256(sha256)?;
         let etag = validate_etag(etag)?;
-        if let Some(chunk) = self.repo.confirm_chunk(id, owner, index, &sha256, &etag, self.policy.upload_ttl).await? {
-            return Ok(chunk);
+        if let Some(confirmed) =
+            self.repo.confirm_chunk(id, owner, index, &sha256, &etag, self.policy.upload_ttl).await?
+        {
+            if confirmed.newly_received {
+                crate::metrics::chunk_confirmed();
+            }
+            return Ok(confirmed.chunk);
         }
         let refusal = self.explain_refusal(owner, id, Some(index)).await;
         let live = matches!(refusal, UploadError::NotUploading(UploadState::Uploading));

@@ -15,6 +15,7 @@ impl Uploads {
         let Some(upload) = self.repo.abort(id, owner).await? else {
             return Err(self.explain_refusal(owner, id, None).await);
         };
+        crate::metrics::upload_aborted();
         self.detached(move |this| async move { this.remove_stored_bytes(&upload).await }).await
     }
 
@@ -24,7 +25,10 @@ impl Uploads {
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
     pub async fn expire(&self, id: Uuid) -> Result<(), UploadError> {
         let upload = match self.repo.expire(id).await? {
-            Some(upload) => upload,
+            Some(upload) => {
+                crate::metrics::upload_expired();
+                upload
+            }
             None => match self.repo.find_upload(id).await? {
                 Some(upload) if upload.state == UploadState::Expired => upload,
                 _ => return Ok(()),

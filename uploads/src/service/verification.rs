@@ -18,7 +18,9 @@ impl Uploads {
         }
         let hash = self.storage.hash_object(&upload.object_key).await?;
         let outcome = VerificationState::judge(upload.declared_sha256(), hash.sha256, upload.size as u64, hash.size);
-        self.repo.record_verification(id, outcome, &hash.sha256).await?;
+        if self.repo.record_verification(id, outcome, &hash.sha256).await?.is_some() {
+            crate::metrics::verification(outcome);
+        }
         match outcome {
             VerificationState::Corrupt => tracing::warn!(
                 upload_id = %id,
@@ -34,6 +36,9 @@ impl Uploads {
 
     /// The worker gave up hashing the object: the upload says so, with the error, unless a result is recorded.
     pub async fn give_up_verification(&self, id: Uuid, error: &str) -> Result<(), UploadError> {
-        Ok(self.repo.fail_verification(id, error).await?)
+        if self.repo.fail_verification(id, error).await? {
+            crate::metrics::verification(VerificationState::Failed);
+        }
+        Ok(())
     }
 }

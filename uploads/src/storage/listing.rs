@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Storage, StorageError};
+use super::{S3Operation, Storage, StorageError};
 
 /// A multipart upload S3 holds open (ListMultipartUploads).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ impl Storage {
         let mut uploads = Vec::new();
         let (mut key_marker, mut upload_id_marker) = (None::<String>, None::<String>);
         loop {
-            let out = self
+            let request = self
                 .client
                 .list_multipart_uploads()
                 .bucket(&self.bucket)
@@ -35,8 +35,8 @@ impl Storage {
                 .max_uploads(page_size)
                 .set_key_marker(key_marker.take())
                 .set_upload_id_marker(upload_id_marker.take())
-                .send()
-                .await?;
+                .send();
+            let out = self.observe(S3Operation::ListMultipartUploads, request).await?;
             for upload in out.uploads() {
                 let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id()) else { continue };
                 uploads.push(OpenMultipartUpload {

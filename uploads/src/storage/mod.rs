@@ -175,21 +175,20 @@ impl Storage {
     }
 
     pub async fn check_bucket(&self) -> Result<(), StorageError> {
-        self.client.head_bucket().bucket(&self.bucket).send().await?;
+        self.observe(S3Operation::HeadBucket, self.client.head_bucket().bucket(&self.bucket).send()).await?;
         Ok(())
     }
 
     pub async fn create_multipart_upload(&self, key: &str, content_type: &str) -> Result<String, StorageError> {
-        self.calls.record(S3Operation::CreateMultipartUpload);
-        let out = self
+        let request = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .send()
-            .await?;
+            .send();
+        let out = self.observe(S3Operation::CreateMultipartUpload, request).await?;
         out.upload_id.ok_or_else(|| StorageError::Service {
             code: "MissingUploadId".into(),
             message: "CreateMultipartUpload answered without an upload id".into(),
@@ -237,16 +236,15 @@ impl Storage {
         let mut parts = Vec::new();
         let mut marker: Option<String> = None;
         loop {
-            self.calls.record(S3Operation::ListParts);
-            let out = self
+            let request = self
                 .client
                 .list_parts()
                 .bucket(&self.bucket)
                 .key(key)
                 .upload_id(upload_id)
                 .set_part_number_marker(marker.take())
-                .send()
-                .await?;
+                .send();
+            let out = self.observe(S3Operation::ListParts, request).await?;
             for part in out.parts() {
                 let (Some(number), Some(etag)) = (part.part_number(), part.e_tag()) else { continue };
                 parts.push(StoredPart {
@@ -285,8 +283,7 @@ impl Storage {
                     .collect(),
             ))
             .build();
-        self.calls.record(S3Operation::CompleteMultipartUpload);
-        let out = self
+        let request = self
             .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
@@ -298,27 +295,23 @@ impl Storage {
                 aws_sdk_s3::config::Builder::new()
                     .timeout_config(TimeoutConfig::builder().operation_timeout(self.complete_timeout).build()),
             )
-            .send()
-            .await?;
+            .send();
+        let out = self.observe(S3Operation::CompleteMultipartUpload, request).await?;
         Ok(out.e_tag.unwrap_or_default())
     }
 
     pub async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), StorageError> {
-        self.calls.record(S3Operation::AbortMultipartUpload);
-        match self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await {
-            Ok(_) => Ok(()),
+        let request = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send();
+        match self.observe(S3Operation::AbortMultipartUpload, request).await {
             // Already aborted (or completed) is the state we wanted.
-            Err(err) => match StorageError::from(err) {
-                StorageError::NoSuchUpload => Ok(()),
-                other => Err(other),
-            },
+            Ok(_) | Err(StorageError::NoSuchUpload) => Ok(()),
+            Err(other) => Err(other),
         }
     }
 
     /// A zero-byte file is one empty object: S3 has no zero-part multipart upload.
     pub async fn put_empty_object(&self, key: &str, content_type: &str) -> Result<String, StorageError> {
-        self.calls.record(S3Operation::PutEmptyObject);
-        let out = self
+        let request = self
             .client
             .put_object()
             .bucket(&self.bucket)
@@ -326,13 +319,14 @@ impl Storage {
             .content_type(content_type)
             .checksum_sha256(Sha256Digest::of(b"").to_base64())
             .body(ByteStream::from_static(b""))
-            .send()
-            .await?;
+            .send();
+        let out = self.observe(S3Operation::PutEmptyObject, request).await?;
         Ok(out.e_tag.unwrap_or_default())
     }
 
     pub async fn head_object(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        let request = self.client.head_object().bucket(&self.bucket).key(key).send();
+        match self.observe(S3Operation::HeadObject, request).await {
             Ok(out) => {
                 let etag = out.e_tag.unwrap_or_default();
                 Ok(Some(ObjectInfo {
@@ -342,10 +336,8 @@ impl Storage {
                     last_modified: out.last_modified.as_ref().and_then(utc),
                 }))
             }
-            Err(err) => match StorageError::from(err) {
-                StorageError::NotFound => Ok(None),
-                other => Err(other),
-            },
+            Err(StorageError::NotFound) => Ok(None),
+            Err(other) => Err(other),
         }
     }
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 use sha2::Digest;
 
-use super::{PresignedRequest, Storage, StorageError};
+use super::{PresignedRequest, S3Operation, Storage, StorageError};
 use crate::domain::Sha256Digest;
 
 /// An object's bytes as S3 sends them, chunk by chunk; nothing is buffered beyond the chunk in hand.
@@ -67,9 +67,13 @@ impl Storage {
             .set_range(range.map(|r| format!("bytes={}-{}", r.first, r.last)))
             .if_match(etag)
             .send();
-        let out = tokio::time::timeout(first_byte_timeout, request)
-            .await
-            .map_err(|_| StorageError::Timeout(format!("GetObject sent nothing within {first_byte_timeout:?}")))??;
+        let answer = async {
+            tokio::time::timeout(first_byte_timeout, request)
+                .await
+                .map_err(|_| StorageError::Timeout(format!("GetObject sent nothing within {first_byte_timeout:?}")))?
+                .map_err(StorageError::from)
+        };
+        let out = self.observe(S3Operation::GetObject, answer).await?;
         let mut body = Box::pin(out.body);
         Ok(Box::pin(futures::stream::poll_fn(move |cx| {
             body.as_mut().poll_next(cx).map(|item| item.map(|chunk| chunk.map_err(std::io::Error::other)))
@@ -110,7 +114,8 @@ impl Storage {
 
     /// Streams the object through SHA-256, one network buffer at a time.
     pub async fn hash_object(&self, key: &str) -> Result<ObjectHash, StorageError> {
-        let out = self.client.get_object().bucket(&self.bucket).key(key).send().await?;
+        let request = self.client.get_object().bucket(&self.bucket).key(key).send();
+        let out = self.observe(S3Operation::GetObject, request).await?;
         let mut body = out.body;
         let mut hasher = sha2::Sha256::new();
         let mut size = 0u64;
@@ -123,13 +128,10 @@ impl Storage {
 
     /// Deletes the object; one that is not there is already what was wanted.
     pub async fn delete_object(&self, key: &str) -> Result<(), StorageError> {
-        self.calls.record(super::S3Operation::DeleteObject);
-        match self.client.delete_object().bucket(&self.bucket).key(key).send().await {
-            Ok(_) => Ok(()),
-            Err(err) => match StorageError::from(err) {
-                StorageError::NotFound => Ok(()),
-                other => Err(other),
-            },
+        let request = self.client.delete_object().bucket(&self.bucket).key(key).send();
+        match self.observe(S3Operation::DeleteObject, request).await {
+            Ok(_) | Err(StorageError::NotFound) => Ok(()),
+            Err(other) => Err(other),
         }
     }
 }

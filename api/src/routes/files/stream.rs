@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::body::Body;
 use futures::{StreamExt, TryStreamExt, stream};
 use tokio::sync::OwnedSemaphorePermit;
+use uploads::metrics::DownloadStream;
 use uploads::service::{DownloadableFile, Uploads};
 use uploads::storage::{ObjectRange, ObjectStream};
 
@@ -43,20 +44,23 @@ pub(super) async fn multipart_body(
 /// response early: the connection closes, which is how HTTP/1.1 signals truncation, and the client resumes
 /// with a Range request.
 pub(super) fn stream_body(bytes: ObjectStream, slot: OwnedSemaphorePermit, length: u64) -> Body {
-    let mut progress = Progress { _slot: slot, length, sent: 0, span: tracing::Span::current() };
+    let stream = DownloadStream::start();
+    let mut progress = Progress { _slot: slot, stream, length, sent: 0, span: tracing::Span::current() };
     Body::from_stream(bytes.map(move |chunk| {
         let chunk = chunk.inspect_err(|err| {
             progress.span.in_scope(|| tracing::warn!(error = %err, "S3 stream failed mid-response; closing"));
         })?;
         progress.sent += chunk.len() as u64;
+        progress.stream.sent(chunk.len() as u64);
         Ok::<_, std::io::Error>(chunk)
     }))
 }
 
-/// Lives as long as the response body: holds the download slot, and notes a body dropped unfinished
-/// (the client left, or S3 failed), whose S3 read is cancelled with it.
+/// Lives as long as the response body: holds the download slot, counts the stream and its bytes in the
+/// metrics, and notes a body dropped unfinished (the client left, or S3 failed), whose S3 read is cancelled with it.
 struct Progress {
     _slot: OwnedSemaphorePermit,
+    stream: DownloadStream,
     length: u64,
     sent: u64,
     span: tracing::Span,
