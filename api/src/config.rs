@@ -156,6 +156,11 @@ pub struct HttpConfig {
     /// Longest a JSON route may take, body included (file downloads have no such limit).
     #[arg(long, env = "REQUEST_TIMEOUT", value_name = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
+
+    /// Serve `GET /metrics` on this address of its own instead of `BIND_ADDR` (which then answers it 404), so
+    /// the figures can stay on an internal network. Unset: on `BIND_ADDR`.
+    #[arg(long, env = "METRICS_ADDR", value_name = "METRICS_ADDR", value_parser = parse_bind_addr)]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for HttpConfig {
@@ -164,6 +169,7 @@ impl Default for HttpConfig {
             cors_allowed_origins: Origins::default(),
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            metrics_addr: None,
         }
     }
 }

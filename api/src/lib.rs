@@ -85,7 +85,6 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/files/{id}/links", post(routes::links::create))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::metrics::scrape))
         .route("/", get(routes::web::index))
         .route("/app.js", get(routes::web::app_script))
         .route("/api.js", get(routes::web::api_script))
@@ -93,8 +92,9 @@ pub fn routes(state: AppState) -> Router {
         .route("/library.js", get(routes::web::library_script))
         .route("/messages.js", get(routes::web::messages_script))
         .route("/transfer.js", get(routes::web::transfer_script))
-        .route("/style.css", get(routes::web::style))
-        .layer(deadline);
+        .route("/style.css", get(routes::web::style));
+    let json = if state.http.metrics_addr.is_none() { with_metrics(json) } else { json };
+    let json = json.layer(deadline);
     // A file body may stream for hours: its only deadlines are S3's first byte and a client that stops reading.
     let files = Router::new().route("/v1/files/{id}", get(routes::files::download));
     json.merge(files)
@@ -102,6 +102,19 @@ pub fn routes(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(state)
+}
+
+/// `GET /metrics`: no token, as Prometheus scrapes; it holds aggregates only, nothing of any owner.
+fn with_metrics(router: Router<AppState>) -> Router<AppState> {
+    router.route("/metrics", get(routes::metrics::scrape))
+}
+
+/// `GET /metrics` alone, for `METRICS_ADDR`'s own listener, under the same layers as every route.
+pub fn metrics_router(state: AppState) -> Router {
+    let http = state.http.clone();
+    let deadline = axum::middleware::from_fn_with_state(http.request_timeout, middleware::request_timeout);
+    let routes = with_metrics(Router::new()).layer(deadline).fallback(not_found).with_state(state);
+    with_middleware(routes, &http)
 }
 
 /// The layers every route runs under, innermost first: a panic becomes a 500 envelope (which CORS, the

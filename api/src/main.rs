@@ -23,6 +23,13 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     };
+    if let Some(addr) = config.http.metrics_addr {
+        let metrics =
+            TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on METRICS_ADDR {addr}: {e}"))?;
+        tracing::info!(%addr, "metrics listening");
+        // Stops with the process: a scrape has nothing to finish.
+        tokio::spawn(api::serve(metrics, api::metrics_router(state.clone()), std::future::pending()));
+    }
     let server = tokio::spawn(api::serve(listener, api::app(state), shutdown));
 
     uploads::telemetry::shutdown_signal().await;

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::downloads::process::ApiProcess;
+use crate::lifecycle::answer;
 
 const MIB: usize = 1024 * 1024;
 
@@ -213,4 +214,22 @@ async fn the_worker_listener_serves_healthz_and_counts_a_verification() {
     let read = [("operation", "GetObject"), ("outcome", "ok")];
     assert_eq!(delta(&before, &after, "upl_s3_requests_total", &read), 1.0);
     assert_eq!(after.value("upl_jobs_queued", &[("kind", "verify_object")]), 0.0);
+}
+
+#[tokio::test]
+async fn metrics_addr_moves_metrics_off_the_main_port() {
+    let app = TestApp::spawn().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let api = ApiProcess::spawn(&app, "metrics-addr", &[("METRICS_ADDR", &metrics_addr)]).await;
+
+    let (status, body) = answer(app.plain.get(format!("{}/metrics", api.base_url)).send().await.unwrap()).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("route_not_found")));
+    let scrape = Scrape::of(&app.plain, &format!("http://{metrics_addr}/metrics")).await;
+    assert!(scrape.listed("upl_uploads_created_total"));
+    // The main port's answers are counted there: the 404 above among them.
+    let unmatched = [("route", "unmatched"), ("method", "GET"), ("status", "404")];
+    assert_eq!(scrape.value("upl_http_requests_total", &unmatched), 1.0);
+    let other = app.plain.get(format!("http://{metrics_addr}/v1/uploads")).send().await.unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND, "the metrics port serves nothing else");
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser};
-use uploads::config::{ServiceConfig, parse_duration, parse_positive_duration};
+use uploads::config::{ServiceConfig, parse_bind_addr, parse_duration, parse_positive_duration};
 use uploads::repository::RetryPolicy;
 
 #[derive(Debug, Clone, Parser)]
@@ -16,7 +16,7 @@ pub struct WorkerConfig {
     pub jobs: JobSettings,
     /// Where the worker serves `GET /metrics` (Prometheus) and `GET /healthz`; unset: no listener, so replicas on
     /// one host need no port each.
-    #[arg(long, env = "WORKER_METRICS_ADDR", value_name = "WORKER_METRICS_ADDR")]
+    #[arg(long, env = "WORKER_METRICS_ADDR", value_name = "WORKER_METRICS_ADDR", value_parser = parse_bind_addr)]
     pub metrics_addr: Option<SocketAddr>,
 }
 
