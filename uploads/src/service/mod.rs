@@ -124,8 +124,10 @@ impl Uploads {
 
     /// Connects to Postgres (applying pending migrations) and S3, as each binary does at startup.
     pub async fn connect(config: &ServiceConfig) -> anyhow::Result<Self> {
+        // Configuration first: a contradiction is reported without waiting for a database.
+        config.s3.check()?;
         let pool = crate::db::connect_and_migrate(&config.database).await?;
-        let storage = Storage::connect(&config.s3).await;
+        let storage = Storage::connect(&config.s3).await?;
         Ok(Self::new(Repository::new(pool), storage, config.policy.clone()))
     }
 
