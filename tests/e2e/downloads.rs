@@ -307,13 +307,7 @@ async fn inline_disposition_encodes_any_filename() {
 async fn redirect_answers_a_presigned_url_that_serves_ranges() {
     let app = TestApp::spawn().await;
     let (id, data) = two_chunk_file(&app).await;
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = no_redirects
-        .get(app.url(&format!("/v1/files/{id}?redirect=true")))
-        .bearer_auth(&app.token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.unfollowed(reqwest::Method::GET, &format!("/v1/files/{id}?redirect=true")).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(text(response.headers(), "cache-control"), "no-store");
     let location = text(response.headers(), "location").to_string();
@@ -332,13 +326,7 @@ async fn redirect_answers_a_presigned_url_that_serves_ranges() {
 async fn head_with_redirect_goes_to_a_url_presigned_for_head() {
     let app = TestApp::spawn().await;
     let (id, data) = two_chunk_file(&app).await;
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = no_redirects
-        .head(app.url(&format!("/v1/files/{id}?redirect=true")))
-        .bearer_auth(&app.token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.unfollowed(reqwest::Method::HEAD, &format!("/v1/files/{id}?redirect=true")).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     let location = text(response.headers(), "location").to_string();
 

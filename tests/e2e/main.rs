@@ -15,6 +15,7 @@ mod listing;
 mod openapi;
 mod origin;
 mod presigned;
+mod s3_settings;
 mod server;
 mod validation;
 mod web;

@@ -44,7 +44,11 @@ impl TestEnv {
     pub async fn fresh_bucket(&self, storage_config: &S3Config) -> Storage {
         let storage = Storage::connect(storage_config).await.expect("S3 configuration");
         let s3 = storage.client();
-        s3.create_bucket().bucket(storage.bucket()).send().await.expect("create bucket");
+        // A test may share another app's bucket (under its own key prefix).
+        if let Err(err) = s3.create_bucket().bucket(storage.bucket()).send().await {
+            let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&err).map(String::from);
+            assert_eq!(code.as_deref(), Some("BucketAlreadyOwnedByYou"), "create bucket: {err:?}");
+        }
         let rule = CorsRule::builder()
             .allowed_origins("*")
             .allowed_methods("PUT")
