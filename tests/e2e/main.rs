@@ -3,6 +3,7 @@
 mod auth;
 mod chaos;
 mod cli;
+mod deploy;
 mod completion;
 mod downloads;
 mod faults;

@@ -228,6 +228,24 @@ pub fn load<T: Parser>() -> T {
     }
 }
 
+/// Every environment variable `T` reads (its arguments' `env`), e.g. to check what a deployment file sets.
+pub fn variables<T: clap::CommandFactory>() -> Vec<String> {
+    T::command().get_arguments().filter_map(|arg| arg.get_env()).map(|env| env.to_string_lossy().into_owned()).collect()
+}
+
+/// Parses `T` as if `vars` were its environment (given as the matching flags, so the process's own environment
+/// is not changed); the error is the line startup would print.
+pub fn parse_with<T: Parser>(name: &str, vars: &[(String, String)]) -> Result<T, String> {
+    let command = T::command();
+    let mut args = vec![name.to_string()];
+    for (var, value) in vars {
+        let arg = command.get_arguments().find(|arg| arg.get_env().is_some_and(|env| env == var.as_str()));
+        let arg = arg.ok_or_else(|| format!("{var} is read by no argument of {name}"))?;
+        args.push(format!("--{}={value}", arg.get_long().unwrap_or_default()));
+    }
+    T::try_parse_from(args).map_err(|err| one_line(&err))
+}
+
 fn one_line(err: &clap::Error) -> String {
     let names = |kind| match err.get(kind) {
         Some(ContextValue::String(s)) => vec![env_name(s)],
