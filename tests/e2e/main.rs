@@ -3,8 +3,8 @@
 mod auth;
 mod chaos;
 mod cli;
-mod deploy;
 mod completion;
+mod deploy;
 mod downloads;
 mod faults;
 mod foundation;

@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
-use e2e::{TestApp, random_bytes};
+use e2e::{TestApp, random_bytes, workspace_bin};
 use reqwest::StatusCode;
 use uploads::config::Sse;
+use uploads::storage::{PartToPresign, Storage};
 use worker::Worker;
 use worker::config::{JobSettings, WorkerConfig};
 
@@ -147,4 +148,52 @@ async fn without_settings_new_objects_are_plain_standard() {
     let head = head.send().await.unwrap();
     // S3 leaves the header out for STANDARD; the control that makes the test above able to fail.
     assert_ne!(head.storage_class(), Some(&StorageClass::StandardIa));
+}
+
+/// The region in a presigned URL's credential scope (`.../20261202/us-east-1/s3/aws4_request`).
+async fn signed_region(config: &uploads::config::S3Config) -> String {
+    let storage = Storage::connect(config).await.expect("storage");
+    let sha256 = uploads::domain::Sha256Digest::of(b"x");
+    let part = PartToPresign { part_number: 1, length: 1, sha256: &sha256 };
+    let url = storage.presign_upload_part("uploads/x", "id", part, Duration::from_secs(60)).await.unwrap().url;
+    let credential = url.split("X-Amz-Credential=").nth(1).unwrap().split('&').next().unwrap().replace("%2F", "/");
+    credential.split('/').nth(2).unwrap().to_string()
+}
+
+#[tokio::test]
+async fn without_s3_region_the_region_is_aws_chains_and_without_any_startup_says_so() {
+    let env = e2e::TestEnv::from_env();
+    let mut config = env.s3_config("any".into());
+    assert_eq!(signed_region(&config).await, "us-east-1");
+    config.s3_region = Some("eu-west-3".into());
+    assert_eq!(signed_region(&config).await, "eu-west-3");
+    config.s3_region = None;
+    let chain = std::env::var("AWS_REGION").expect("the suite runs with AWS_REGION set, as make test does");
+    assert_eq!(signed_region(&config).await, chain);
+
+    // No S3_REGION and nothing in AWS's chain either: one line at startup, not a request failing later.
+    let app = TestApp::spawn().await;
+    let nowhere = std::env::temp_dir().join("no-such-aws-config");
+    let output = tokio::process::Command::new(workspace_bin("api"))
+        .env("DATABASE_URL", app.database_url())
+        .env("S3_ENDPOINT", &app.env.s3_endpoint)
+        .env("S3_BUCKET", &app.config.service.s3.s3_bucket)
+        .env("LINK_SIGNING_KEY", "k".repeat(32))
+        .env("AUTH", "none")
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env_remove("S3_REGION")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", &nowhere)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &nowhere)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("startup failed: S3_REGION is not set and AWS found no region"), "{stderr}");
 }
