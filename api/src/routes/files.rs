@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uploads::error_code::ErrorCode;
+use uploads::service::CorruptObject;
 use uploads::storage::{PresignedRead, ReadMethod};
 use uuid::Uuid;
 
@@ -27,13 +28,16 @@ use crate::extract::{Path, Query};
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FileQuery {
     #[serde(default)]
     disposition: Disposition,
     /// Answer 302 to a presigned S3 URL instead of proxying the bytes.
     #[serde(default)]
     redirect: bool,
+    /// The owner (with a token, not a link) asks for an object the worker found corrupt, knowing it is.
+    #[serde(default)]
+    allow_corrupt: bool,
     /// A signed link's expiry (unix seconds) and signature; see [`crate::download::link`].
     expires: Option<String>,
     sig: Option<String>,
@@ -93,7 +97,10 @@ async fn respond(
     let uploads = &state.uploads;
     let file = match &link {
         Some(_) => uploads.downloadable(id).await?,
-        None => uploads.downloadable_by(&Caller::from_headers(state, headers).await?.0, id).await?,
+        None => {
+            let corrupt = if query.allow_corrupt { CorruptObject::Serve } else { CorruptObject::Refuse };
+            uploads.downloadable_by(&Caller::from_headers(state, headers).await?.0, id, corrupt).await?
+        }
     };
     let media_type = disposition::served_media_type(&file.content_type);
     let content_type: &str = media_type.as_ref();
