@@ -6,9 +6,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
 use super::{UploadError, Uploads, gone_check};
-use crate::domain::{Owner, UploadState, VerificationState};
+use crate::domain::{ByteRange, Owner, UploadState, VerificationState};
 use crate::repository::UploadRecord;
-use crate::storage::{ObjectRange, ObjectStream, PresignedRead, PresignedRequest, StorageError};
+use crate::storage::{ObjectStream, PresignedRead, PresignedRequest, StorageError};
 
 /// A completed upload, described as the representation a GET returns.
 #[derive(Debug, Clone)]
@@ -93,7 +93,7 @@ impl Uploads {
     pub async fn read(
         &self,
         file: &DownloadableFile,
-        range: Option<ObjectRange>,
+        range: Option<ByteRange>,
         first_byte_timeout: Duration,
     ) -> Result<ObjectStream, UploadError> {
         Ok(self.storage().get_object(&file.object_key, range, &file.etag, first_byte_timeout).await?)
