@@ -40,6 +40,7 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<AppState> {
     // Before anything is counted: S3 and Postgres calls at startup are metrics too.
     uploads::metrics::install();
     // Configuration first: a missing key is reported without waiting for a database.
+    config.check()?;
     let auth = Authenticator::from_config(&config.auth)?;
     if auth.is_off() {
         tracing::warn!("AUTH=none: authentication is off, every request acts as the owner `anonymous`");

@@ -1,5 +1,6 @@
 //! `/metrics` of the real api and worker processes: scraped before and after one upload, one ranged download and
-//! one abort (the api) or one verification (the worker), every counter checked to move by exactly what happened.
+//! one abort (the api) or one verification and one expiry (the worker), every counter checked to move by exactly
+//! what happened.
 //! Real processes, so no other test's requests share the counters.
 
 use std::collections::BTreeMap;
@@ -158,16 +159,18 @@ async fn api_counters_move_by_one_upload_one_ranged_download_and_one_abort() {
 }
 
 #[tokio::test]
-async fn the_worker_listener_serves_healthz_and_counts_a_verification() {
+async fn the_worker_listener_serves_healthz_and_counts_a_verification_and_an_expiry() {
     let app = TestApp::spawn().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let s3 = &app.config.service.s3;
     let _worker = tokio::process::Command::new(workspace_bin("worker"))
-        .env("DATABASE_URL", &app.config.service.database.database_url)
+        .env("DATABASE_URL", app.database_url())
         .env("S3_ENDPOINT", s3.s3_endpoint.as_deref().unwrap())
+        .env("S3_REGION", s3.s3_region.as_deref().unwrap())
         .env("S3_BUCKET", &s3.s3_bucket)
         .env("S3_FORCE_PATH_STYLE", "true")
         .env("WORKER_POLL_INTERVAL", "100ms")
+        .env("WORKER_SWEEP_INTERVAL", "200ms")
         .env("WORKER_METRICS_ADDR", format!("127.0.0.1:{port}"))
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -191,6 +194,12 @@ async fn the_worker_listener_serves_healthz_and_counts_a_verification() {
     let before = Scrape::of(&app.plain, &metrics_url).await;
     assert!(before.0.iter().any(|(n, l, _)| n == "upl_jobs_total" && l.get("outcome").is_some_and(|o| o == "failed")));
 
+    let idle = app.create_upload(1000, None).await;
+    sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(idle)
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let data = random_bytes(100_000);
     let body = json!({ "filename": "v.bin", "size": data.len(), "sha256": sha256_hex(&data) });
     let created: Value = app.post_json("/v1/uploads", &body).await.json().await.unwrap();
@@ -198,10 +207,13 @@ async fn the_worker_listener_serves_healthz_and_counts_a_verification() {
     app.upload_chunk(id, 0, &data).await;
     assert_eq!(app.complete(id).await.status(), StatusCode::OK);
 
-    // The worker process polls every 100 ms; its counter moves once the job's outcome is recorded.
+    // The worker process polls every 100 ms and sweeps every 200 ms (which queues the expiry); its counters move
+    // once each job's outcome is recorded.
+    let expire_done = [("kind", "expire_upload"), ("outcome", "done")];
     let mut after = Scrape::of(&app.plain, &metrics_url).await;
     for _ in 0..300 {
-        if delta(&before, &after, "upl_jobs_total", &verify_done) > 0.0 {
+        let moved = |labels: &[(&str, &str)]| delta(&before, &after, "upl_jobs_total", labels) > 0.0;
+        if moved(&verify_done) && moved(&expire_done) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -213,6 +225,11 @@ async fn the_worker_listener_serves_healthz_and_counts_a_verification() {
     assert_eq!(delta(&before, &after, "upl_verifications_total", &[("result", "corrupt")]), 0.0);
     let read = [("operation", "GetObject"), ("outcome", "ok")];
     assert_eq!(delta(&before, &after, "upl_s3_requests_total", &read), 1.0);
+    assert_eq!(delta(&before, &after, "upl_jobs_total", &expire_done), 1.0);
+    assert_eq!(delta(&before, &after, "upl_uploads_expired_total", &[]), 1.0);
+    let abort = [("operation", "AbortMultipartUpload"), ("outcome", "ok")];
+    assert_eq!(delta(&before, &after, "upl_s3_requests_total", &abort), 1.0);
+    assert!(delta(&before, &after, "upl_jobs_total", &[("kind", "sweep"), ("outcome", "done")]) >= 1.0);
     assert_eq!(after.value("upl_jobs_queued", &[("kind", "verify_object")]), 0.0);
 }
 
