@@ -123,8 +123,9 @@ pub fn render() -> String {
 pub async fn scrape(uploads: &Uploads) -> String {
     match tokio::time::timeout(QUEUE_SAMPLE_TIMEOUT, uploads.repository().due_jobs_by_kind()).await {
         Ok(Ok(due)) => {
-            for kind in JobKind::ALL {
-                let count = due.iter().find(|(k, _)| *k == kind).map_or(0, |(_, n)| *n);
+            // Every kind is listed, at 0 when none is due.
+            let zeros = JobKind::ALL.map(|kind| (kind, 0));
+            for (kind, count) in zeros.into_iter().chain(due) {
                 gauge!(JOBS_QUEUED, "kind" => kind.as_str()).set(count as f64);
             }
         }
