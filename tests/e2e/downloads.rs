@@ -129,6 +129,7 @@ async fn unsatisfiable_ranges_are_416_with_the_size() {
         let response = fetch(&app, id, &[("range", &range)]).await;
         assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
         assert_eq!(text(response.headers(), "content-range"), format!("bytes */{size}"));
+        assert!(response.headers().get("cache-control").is_none(), "{range}: {:?}", response.headers());
         assert_eq!(error_code(response).await, "range_not_satisfiable");
     }
 
@@ -247,6 +248,9 @@ async fn conditional_requests_304_412_and_if_range() {
             _ => {
                 let error: Value = serde_json::from_slice(&body).unwrap();
                 assert_eq!(error["code"], "precondition_failed");
+                // An error is not the file: a cache must not keep it for the file's year.
+                assert!(response_headers.get("cache-control").is_none(), "{headers:?}: {response_headers:?}");
+                assert_eq!(text(&response_headers, "etag"), etag);
             }
         }
     }

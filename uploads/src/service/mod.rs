@@ -23,7 +23,7 @@ mod verification;
 
 pub use completion::Recovery;
 pub use creation::{CreateUpload, Created};
-pub use downloads::DownloadableFile;
+pub use downloads::{CorruptObject, DownloadableFile};
 pub use listing::{DEFAULT_PAGE_SIZE, ListUploads, MAX_PAGE_SIZE, UploadPage};
 pub use sweep::{SweepReport, SweepSettings};
 
@@ -71,6 +71,11 @@ pub enum UploadError {
     TaskFailed(String),
     #[error("the upload is {}: only completed uploads can be downloaded", .0.as_str())]
     NotCompleted(UploadState),
+    #[error(
+        "the stored object does not match the SHA-256 (or size) declared when the upload was created; \
+         its owner may still fetch it with ?allowCorrupt=true"
+    )]
+    ObjectCorrupt { declared: Option<Sha256Digest>, stored: Option<Sha256Digest> },
     #[error("{active} of the {limit} uploads one owner may have are in progress: complete or abort one first")]
     TooManyActiveUploads { limit: u64, active: i64 },
     #[error("uploads in progress hold {active} of the {limit} bytes one owner may have: complete or abort one first")]

@@ -27,7 +27,7 @@ use crate::domain::Sha256Digest;
 mod objects;
 mod origin;
 pub use call_counts::{S3CallCounts, S3Operation};
-pub use objects::{ObjectHash, ObjectRange, ObjectStream, PresignedRead, ReadMethod};
+pub use objects::{ObjectHash, ObjectStream, PresignedRead, ReadMethod};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
