@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    Region, RequestChecksumCalculation, ResponseChecksumValidation, StalledStreamProtectionConfig,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
@@ -121,6 +123,10 @@ pub struct ObjectInfo {
 #[derive(Clone)]
 pub struct Storage {
     client: Client,
+    /// The same client for downloads' GetObject, without the SDK's stalled-stream protection: that check
+    /// reads the clock and books throughput on every frame of the body, and [`Storage::get_object`] has its
+    /// own stall timer, armed only while S3 is silent.
+    reads: Client,
     bucket: String,
     complete_timeout: Duration,
     calls: Arc<S3CallCounts>,
@@ -148,12 +154,14 @@ impl Storage {
         let shared = loader.load().await;
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(config.s3_force_path_style)
-            // Checksums are computed by the client that holds the bytes and passed explicitly.
+            // Checksums are computed by the client that holds the bytes and passed explicitly; a download is
+            // checked against the whole object's SHA-256 by whoever needs it (`Repr-Digest`), not per GET.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .build();
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        let reads = s3_config.clone().stalled_stream_protection(StalledStreamProtectionConfig::disabled()).build();
         Self {
-            client: Client::from_conf(s3_config),
+            client: Client::from_conf(s3_config.build()),
+            reads: Client::from_conf(reads),
             bucket: config.s3_bucket.clone(),
             complete_timeout: config.s3_complete_timeout,
             calls: Arc::default(),
