@@ -60,7 +60,6 @@ pub enum ErrorCode {
     ChunkIndexOutOfRange,
     EmptyBatch,
     BatchTooLarge,
-    DuplicateChunkIndex,
     InvalidExpiresIn,
     InvalidLimit,
     InvalidCursor,
