@@ -18,4 +18,5 @@ mod presigned;
 mod server;
 mod validation;
 mod web;
+mod webhooks;
 mod worker;

@@ -8,6 +8,7 @@ mod owner;
 mod sha256;
 mod state;
 mod verification;
+mod webhook_event;
 
 pub use chunk_plan::{ChunkPlan, ChunkPlanError, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE};
 pub use idempotency_key::{IdempotencyKey, IdempotencyKeyError, MAX_IDEMPOTENCY_KEY_LEN};
@@ -17,3 +18,4 @@ pub use owner::{MAX_OWNER_LEN, Owner, OwnerError};
 pub use sha256::{Sha256Digest, Sha256ParseError};
 pub use state::UploadState;
 pub use verification::VerificationState;
+pub use webhook_event::{EventType, EventUpload, EventVerification, WebhookEvent};
