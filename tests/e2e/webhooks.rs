@@ -183,6 +183,13 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_the_sa
     assert_eq!(events(&app).await, [("upload.completed".into(), "delivered".into(), "done".into())]);
     worker.tick().await.unwrap();
     assert_eq!(receiver.received().len(), 3);
+
+    // Past the job retention (7 days) the sweep forgets the delivered event, its attempts and its job.
+    sqlx::query("UPDATE webhook_events SET finished_at = now() - interval '8 days'").execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE jobs SET run_at = now() WHERE kind = 'sweep'").execute(&app.pool).await.unwrap();
+    worker.tick().await.unwrap();
+    assert_eq!(events(&app).await, []);
+    assert!(deliveries(&app, received[0].id()).await.is_empty());
 }
 
 #[tokio::test]
@@ -255,6 +262,12 @@ async fn an_event_undelivered_past_its_max_age_is_dead_and_tried_no_more() {
         .await
         .unwrap();
     assert!(last_error.starts_with("dead after 2 attempts"), "{last_error}");
+
+    // A dead event stays for an operator, whatever the retention.
+    sqlx::query("UPDATE webhook_events SET finished_at = now() - interval '30 days'").execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE jobs SET run_at = now() WHERE kind = 'sweep'").execute(&app.pool).await.unwrap();
+    worker.tick().await.unwrap();
+    assert_eq!(events(&app).await, [("upload.completed".into(), "dead".into(), "failed".into())]);
 }
 
 #[tokio::test]

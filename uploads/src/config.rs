@@ -104,7 +104,7 @@ impl UploadPolicy {
 
 /// Where upload events are POSTed. Read by both binaries: the api and the worker record events in the
 /// transaction of the state change, the worker delivers them.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct WebhookConfig {
     /// The receiver's URL (http or https); unset means no events are recorded or sent.
     #[arg(long, env = "WEBHOOK_URL", value_name = "WEBHOOK_URL", hide_env_values = true)]
@@ -131,6 +131,19 @@ pub struct WebhookConfig {
     /// An event still undelivered this long after it happened is dead: tried no more, kept for an operator.
     #[arg(long, env = "WEBHOOK_MAX_AGE", value_name = "WEBHOOK_MAX_AGE", default_value = "3d", value_parser = parse_positive_duration)]
     pub webhook_max_age: Duration,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry credentials (userinfo, a token in its query): only whether it is set is shown.
+        f.debug_struct("WebhookConfig")
+            .field("webhook_url", &self.webhook_url.as_ref().map(|_| "(set)"))
+            .field("webhook_secret", &self.webhook_secret)
+            .field("webhook_secret_file", &self.webhook_secret_file)
+            .field("webhook_timeout", &self.webhook_timeout)
+            .field("webhook_max_age", &self.webhook_max_age)
+            .finish()
+    }
 }
 
 impl Default for WebhookConfig {

@@ -141,3 +141,60 @@ fn describe(err: reqwest::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: Option<&str>, secret: Option<&str>) -> WebhookConfig {
+        WebhookConfig {
+            webhook_url: url.map(String::from),
+            webhook_secret: secret.map(|s| s.parse().unwrap()),
+            ..WebhookConfig::default()
+        }
+    }
+
+    #[test]
+    fn webhooks_are_off_without_a_url_and_refused_half_configured() {
+        let secret = Some("0123456789abcdef0123456789abcdef");
+        let url = Some("https://hooks.example.com/uploads?token=abc");
+        let cases: [(WebhookConfig, Result<bool, &str>); 7] = [
+            (config(None, None), Ok(false)),
+            (config(url, secret), Ok(true)),
+            (config(Some("http://127.0.0.1:9000/hooks"), secret), Ok(true)),
+            (config(url, None), Err("WEBHOOK_URL needs WEBHOOK_SECRET or WEBHOOK_SECRET_FILE to sign events")),
+            (config(None, secret), Err("WEBHOOK_SECRET is set but WEBHOOK_URL is not")),
+            (config(Some("ftp://hooks.example.com/"), secret), Err("WEBHOOK_URL must be an http or https URL")),
+            (config(url, Some("short")), Err("WEBHOOK_SECRET must hold at least 24 bytes")),
+        ];
+        for (config, expected) in cases {
+            let result = WebhookSender::from_config(&config).map(|sender| sender.is_some()).map_err(|e| e.to_string());
+            match expected {
+                Ok(on) => assert_eq!(result.as_ref().ok(), Some(&on), "{config:?}: {result:?}"),
+                Err(start) => assert!(result.as_ref().is_err_and(|e| e.starts_with(start)), "{config:?}: {result:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_secret_comes_from_a_file_too_and_nothing_secret_is_printed() {
+        let path = std::env::temp_dir().join(format!("webhook-secret-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&path, "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3\n").unwrap();
+        let config = WebhookConfig {
+            webhook_url: Some("https://user:password@hooks.example.com/in?token=abc".into()),
+            webhook_secret_file: Some(path.clone()),
+            ..WebhookConfig::default()
+        };
+        let sender = WebhookSender::from_config(&config).unwrap().expect("webhooks on");
+        std::fs::remove_file(path).unwrap();
+        let printed = format!("{sender:?}");
+        assert!(printed.contains("hooks.example.com"), "{printed}");
+        let inline =
+            WebhookConfig { webhook_secret: Some("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3".parse().unwrap()), ..config };
+        for printed in [printed, format!("{inline:?}")] {
+            for secret in ["password", "token", "abc", "whsec", "MDEy"] {
+                assert!(!printed.contains(secret), "{printed}");
+            }
+        }
+    }
+}
