@@ -51,6 +51,40 @@ async fn completed_upload(app: &TestApp, data: &[u8], sha256: Option<String>) ->
     id
 }
 
+/// The object schema `name` of openapi.yaml holds `value`'s keys, required ones included, nothing more
+/// (`additionalProperties: false`); `value[key]` for the keys whose schema is inline, recursively.
+fn assert_documented(schema: &Value, value: &Value, context: &str) {
+    let spec: Value = serde_norway::from_str(include_str!("../../openapi.yaml")).unwrap();
+    let schema = match schema["$ref"].as_str() {
+        Some(reference) => &spec["components"]["schemas"][reference.trim_start_matches("#/components/schemas/")],
+        None => schema,
+    };
+    let properties = schema["properties"].as_object().unwrap_or_else(|| panic!("{context}: no properties"));
+    let object = value.as_object().unwrap_or_else(|| panic!("{context}: not an object: {value}"));
+    for key in object.keys() {
+        assert!(properties.contains_key(key), "{context}.{key} is not in openapi.yaml");
+    }
+    for required in schema["required"].as_array().unwrap() {
+        assert!(object.contains_key(required.as_str().unwrap()), "{context}.{required} is missing");
+    }
+    for (key, property) in properties {
+        if (property.get("properties").is_some() || property["$ref"] == "#/components/schemas/WebhookUpload")
+            && let Some(nested) = object.get(key)
+        {
+            assert_documented(property, nested, &format!("{context}.{key}"));
+        }
+    }
+}
+
+#[test]
+fn the_spec_documents_every_event_type() {
+    let spec: Value = serde_norway::from_str(include_str!("../../openapi.yaml")).unwrap();
+    let documented: BTreeSet<&str> = spec["webhooks"].as_object().unwrap().keys().map(String::as_str).collect();
+    let types: Vec<&str> = uploads::domain::EventType::ALL.iter().map(|t| t.as_str()).collect();
+    assert_eq!(documented, types.iter().copied().collect());
+    assert_eq!(spec["components"]["schemas"]["WebhookEvent"]["properties"]["type"]["enum"], json!(types));
+}
+
 /// Checks the signature with the reference library, as a receiver would.
 fn assert_signed(received: &Received) {
     let webhook = standardwebhooks::Webhook::new(SECRET).unwrap();
@@ -117,6 +151,7 @@ async fn every_event_reaches_the_receiver_once_with_a_valid_signature() {
         .map(|r| {
             assert_signed(r);
             let body = r.json();
+            assert_documented(&json!({ "$ref": "#/components/schemas/WebhookEvent" }), &body, "event");
             assert_eq!(body["id"], r.id(), "the body names the Webhook-Id");
             assert!(body["createdAt"].is_string());
             assert_eq!(body["upload"]["owner"], TestApp::OWNER);
