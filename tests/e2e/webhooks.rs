@@ -279,7 +279,7 @@ async fn a_receiver_that_hangs_is_an_attempt_that_timed_out() {
 
 #[tokio::test]
 async fn an_event_undelivered_past_its_max_age_is_dead_and_tried_no_more() {
-    let receiver = Receiver::start(vec![Answer::Status(ReceiverStatus::BAD_GATEWAY); 10]).await;
+    let receiver = Receiver::start(vec![Answer::Status(ReceiverStatus::BAD_GATEWAY); 2]).await;
     let app = app_posting_to(&receiver.url(), |_| {}).await;
     completed_upload(&app, &random_bytes(1000), None).await;
     let worker = worker(&app).await;
@@ -303,6 +303,25 @@ async fn an_event_undelivered_past_its_max_age_is_dead_and_tried_no_more() {
     sqlx::query("UPDATE jobs SET run_at = now() WHERE kind = 'sweep'").execute(&app.pool).await.unwrap();
     worker.tick().await.unwrap();
     assert_eq!(events(&app).await, [("upload.completed".into(), "dead".into(), "failed".into())]);
+
+    // The README's replay: the same id again, now delivered.
+    let id = receiver.received()[0].id().to_string();
+    sqlx::query(
+        "UPDATE webhook_events SET state = 'pending', created_at = now(), finished_at = NULL WHERE id = $1::uuid",
+    )
+    .bind(&id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE jobs SET state = 'queued', run_at = now(), attempts = 0 WHERE webhook_event_id = $1::uuid")
+        .bind(&id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    worker.tick().await.unwrap();
+    let received = receiver.received();
+    assert_eq!((received.len(), received[2].id()), (3, id.as_str()));
+    assert_eq!(events(&app).await, [("upload.completed".into(), "delivered".into(), "done".into())]);
 }
 
 #[tokio::test]
