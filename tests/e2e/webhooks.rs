@@ -346,3 +346,22 @@ async fn without_a_webhook_url_no_event_is_recorded() {
     .unwrap();
     assert_eq!(recorded, 0);
 }
+
+#[tokio::test]
+async fn an_upload_lost_in_s3_is_reported_aborted() {
+    let receiver = Receiver::start([]).await;
+    let app = app_posting_to(&receiver.url(), |_| {}).await;
+    let data = random_bytes(1000);
+    let id = app.create_upload(data.len() as u64, None).await;
+    app.upload_chunk(id, 0, &data).await;
+    let upload = app.state.uploads.repository().find_upload(id).await.unwrap().unwrap();
+    app.storage.abort_multipart_upload(&upload.object_key, upload.s3_upload_id.as_deref().unwrap()).await.unwrap();
+    assert_eq!(app.complete(id).await.status(), StatusCode::GONE);
+
+    worker(&app).await.tick().await.unwrap();
+    let received = receiver.received();
+    let types: Vec<_> =
+        received.iter().map(|r| (r.json()["type"].clone(), r.json()["upload"]["state"].clone())).collect();
+    assert_eq!(types, [(json!("upload.aborted"), json!("aborted"))]);
+    assert_signed(&received[0]);
+}

@@ -181,7 +181,14 @@ impl Worker {
 
     /// Runs one claimed job under its lease (renewed meanwhile) and records the outcome.
     async fn process(&self, job: ClaimedJob, stop: &CancellationToken) -> JobReport {
-        let span = tracing::info_span!("job", job_id = job.id, kind = ?job.kind, upload_id = ?job.upload_id, attempt = job.attempts);
+        let span = tracing::info_span!(
+            "job",
+            job_id = job.id,
+            kind = ?job.kind,
+            upload_id = ?job.upload_id,
+            webhook_id = ?job.webhook_event_id,
+            attempt = job.attempts
+        );
         let outcome = tracing::Instrument::instrument(self.process_leased(&job, stop), span).await;
         JobReport { id: job.id, kind: job.kind, upload_id: job.upload_id, outcome }
     }
