@@ -365,3 +365,63 @@ async fn an_upload_lost_in_s3_is_reported_aborted() {
     assert_eq!(types, [(json!("upload.aborted"), json!("aborted"))]);
     assert_signed(&received[0]);
 }
+
+/// The real `worker` binary, configured by its environment as deployed (the secret from a file), delivers a
+/// retried event, and its log carries neither the secret nor the URL's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_process_delivers_and_logs_no_secret() {
+    let receiver = Receiver::start([Answer::Status(ReceiverStatus::INTERNAL_SERVER_ERROR)]).await;
+    let url = format!("{}?token=url-credential-42", receiver.url());
+    let app = app_posting_to(&url, |_| {}).await;
+    let secret_file = std::env::temp_dir().join(format!("webhook-secret-{}", Uuid::new_v4()));
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let id = completed_upload(&app, &random_bytes(1000), None).await;
+
+    let s3 = &app.config.service.s3;
+    // To a file: a debug log fills a pipe nobody reads yet, and the worker would block writing to it.
+    let log_file = std::env::temp_dir().join(format!("webhook-worker-{}.log", Uuid::new_v4()));
+    let log_out = std::fs::File::create(&log_file).unwrap();
+    let mut process = tokio::process::Command::new(e2e::workspace_bin("worker"))
+        .env("DATABASE_URL", app.database_url())
+        .env("S3_ENDPOINT", s3.s3_endpoint.as_deref().unwrap())
+        .env("S3_REGION", s3.s3_region.as_deref().unwrap())
+        .env("S3_BUCKET", &s3.s3_bucket)
+        .env("S3_FORCE_PATH_STYLE", "true")
+        .env("WEBHOOK_URL", &url)
+        .env("WEBHOOK_SECRET_FILE", &secret_file)
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .env("WORKER_POLL_INTERVAL", "100ms")
+        .env("WORKER_BACKOFF", "100ms")
+        .stdin(std::process::Stdio::null())
+        .stdout(log_out.try_clone().unwrap())
+        .stderr(log_out)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn worker");
+    for _ in 0..300 {
+        if receiver.received().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let it record the second attempt, then stop it as on SIGTERM.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = process.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(process.wait().await.unwrap().success());
+    std::fs::remove_file(&secret_file).unwrap();
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    std::fs::remove_file(&log_file).unwrap();
+
+    let received = receiver.received();
+    assert_eq!(received.len(), 2, "{log}");
+    assert_eq!(received[0].id(), received[1].id());
+    received.iter().for_each(assert_signed);
+    assert_eq!(received[1].json()["upload"]["uploadId"], id.to_string());
+    assert_eq!(events(&app).await, [("upload.completed".into(), "delivered".into(), "done".into())]);
+    assert!(log.contains("webhook delivered"), "{log}");
+    for secret in [SECRET, SECRET.trim_start_matches("whsec_"), "url-credential-42"] {
+        assert!(!log.contains(secret), "the log holds {secret}");
+    }
+}

@@ -35,8 +35,9 @@ impl DeliveryError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryOutcome {
     Delivered,
-    /// Will be tried again.
-    Failed,
+    /// This attempt failed; the event is tried again later.
+    Retrying,
+    /// This attempt failed and was the last: the event is dead.
     Dead,
 }
 
@@ -44,13 +45,13 @@ impl DeliveryOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Delivered => "delivered",
-            Self::Failed => "failed",
+            Self::Retrying => "retrying",
             Self::Dead => "dead",
         }
     }
 }
 
-/// The one place an attempt's outcome is known: a metrics counter goes here.
+/// The one place an attempt's outcome is known: `upl_webhook_deliveries_total{outcome}` counts here.
 fn delivery_finished(event_id: Uuid, attempt: i32, outcome: DeliveryOutcome) {
     match outcome {
         DeliveryOutcome::Delivered => {
@@ -80,7 +81,7 @@ impl Uploads {
             delivery_finished(id, attempt, DeliveryOutcome::Dead);
             return Err(DeliveryError::Dead { attempts: attempt, reason });
         }
-        delivery_finished(id, attempt, DeliveryOutcome::Failed);
+        delivery_finished(id, attempt, DeliveryOutcome::Retrying);
         Err(DeliveryError::Failed { attempt, reason })
     }
 }
