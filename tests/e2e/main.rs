@@ -21,4 +21,5 @@ mod s3_settings;
 mod server;
 mod validation;
 mod web;
+mod webhooks;
 mod worker;
