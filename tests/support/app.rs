@@ -117,6 +117,7 @@ impl TestApp {
                     database_url,
                     database_max_connections: 10,
                     database_statement_timeout: Duration::from_secs(10),
+                    database_acquire_timeout: Duration::from_secs(5),
                 },
                 s3: env.s3_config(bucket),
                 policy: UploadPolicy {

@@ -35,6 +35,11 @@ pub struct DatabaseConfig {
     /// Longest one SQL statement may run (Postgres cancels it); every statement of the service is short.
     #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", value_name = "DATABASE_STATEMENT_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub database_statement_timeout: Duration,
+
+    /// Longest a request waits for a pooled connection (connecting included) before it answers 503: while
+    /// Postgres is down or every connection is busy, requests fail this fast instead of queueing.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT", value_name = "DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
+    pub database_acquire_timeout: Duration,
 }
 
 /// Where the bytes live.
