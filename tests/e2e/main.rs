@@ -16,6 +16,7 @@ mod openapi;
 mod origin;
 mod presigned;
 mod server;
+mod teardown;
 mod validation;
 mod web;
 mod worker;

@@ -12,6 +12,8 @@ use uploads::config::{DatabaseConfig, LogConfig, LogFormat, S3Config, ServiceCon
 use uploads::storage::Storage;
 use uuid::Uuid;
 
+use crate::teardown::Owned;
+
 /// Where `make test` (or `make services`) put the shared Postgres and LocalStack.
 #[derive(Debug, Clone)]
 pub struct TestEnv {
@@ -93,6 +95,11 @@ pub struct TestApp {
     pub storage: Storage,
     stop: Option<oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The test's own database and bucket, for [`TestApp::finish`].
+    owned: Owned,
+    /// Uploads whose object a test deleted behind the service: their jobs may fail (see `finish`).
+    vanished: std::sync::Mutex<Vec<Uuid>>,
+    finished: bool,
 }
 
 impl TestApp {
@@ -152,7 +159,14 @@ impl TestApp {
             public_base_url: Some(format!("http://{addr}")),
             shutdown_grace: Duration::from_secs(5),
         };
+        let direct_database_url = config.service.database.database_url.clone();
         tweak(&mut config);
+        let owned = Owned {
+            admin_database_url: env.admin_database_url.clone(),
+            database: direct_database_url.rsplit_once('/').expect("database URL with a path").1.to_string(),
+            database_url: direct_database_url,
+            s3: env.s3_config(config.service.s3.s3_bucket.clone()),
+        };
         let storage = env.fresh_bucket(&config.service.s3).await;
         let state = api::build_state(&config).await.expect("api state");
         let pool = state.uploads.repository().pool().clone();
@@ -172,6 +186,9 @@ impl TestApp {
             storage,
             stop: Some(stop),
             server: Some(server),
+            owned,
+            vanished: Default::default(),
+            finished: false,
         };
         if app.config.auth.auth == AuthMode::Jwt {
             app.token = app.token_for(Self::OWNER);
@@ -229,6 +246,30 @@ impl TestApp {
             let _ = server.await;
         }
     }
+
+    /// Deletes a completed upload's object behind the service's back (as a lost bucket or an operator
+    /// would): downloads then fail, and so may its verification, which the teardown then lets be.
+    pub async fn delete_object_behind_the_service(&self, id: Uuid) {
+        let delete = self.storage.client().delete_object().bucket(self.storage.bucket()).key(format!("uploads/{id}"));
+        delete.send().await.expect("delete the object");
+        self.vanished.lock().unwrap().push(id);
+    }
+
+    /// The name of this test's database in the shared Postgres.
+    pub fn database_name(&self) -> &str {
+        &self.owned.database
+    }
+
+    /// Ends the test: stops the server, asserts the job queue is in order (nothing leased, nothing due that a
+    /// worker cannot run to the end; see `teardown.rs`), and drops the test's database and bucket. Every test
+    /// calls it last; dropping a `TestApp` without it fails the test.
+    pub async fn finish(mut self) {
+        self.shutdown().await;
+        self.pool.close().await;
+        let vanished = std::mem::take(&mut *self.vanished.lock().unwrap());
+        self.owned.finish(&self.config.service, &vanished).await;
+        self.finished = true;
+    }
 }
 
 /// A second API on the same database and bucket, with its own configuration; stops when dropped.
@@ -278,6 +319,18 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if self.finished {
+            return;
+        }
+        if std::thread::panicking() {
+            // Kept for a post-mortem; `make test` throws the whole Postgres away.
+            eprintln!(
+                "the failed test's database {} and bucket {} are kept",
+                self.owned.database, self.owned.s3.s3_bucket
+            );
+        } else {
+            panic!("TestApp dropped without `app.finish().await`: the queue went unchecked and the database stays");
         }
     }
 }

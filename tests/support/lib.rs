@@ -4,6 +4,7 @@
 mod app;
 mod chaos;
 mod http;
+mod teardown;
 
 pub use app::{Sibling, TestApp, TestEnv};
 pub use chaos::{ChaosProxy, Fault, Traffic};
