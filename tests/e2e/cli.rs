@@ -3,7 +3,7 @@
 
 mod commands;
 mod download;
-mod proxy;
+pub(crate) mod proxy;
 mod service;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,12 @@
 //! S3 failing under a running API, through the chaos proxy: stalled (accepts, never answers) and refusing.
 //! Presigning needs no S3 round trip and keeps working; every call to S3 answers 503/504 within its timeout
 //! and succeeds on retry; a download in flight ends with a closed connection and resumes with Range.
+//! Postgres, API processes and replicas failing are in the submodules.
+
+mod load;
+mod postgres;
+mod processes;
+mod replicas;
 
 use std::time::{Duration, Instant};
 

@@ -112,8 +112,12 @@ impl TestApp {
 
     /// Spawns with a tweaked configuration (short TTLs, small limits, ...).
     pub async fn spawn_with(tweak: impl FnOnce(&mut ApiConfig)) -> Self {
+        Self::spawn_in(TestEnv::from_env(), tweak).await
+    }
+
+    /// Spawns on another Postgres or S3 than the shared ones (a private Postgres a test stops, say).
+    pub async fn spawn_in(env: TestEnv, tweak: impl FnOnce(&mut ApiConfig)) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let env = TestEnv::from_env();
         let database_url = env.fresh_database().await;
         let bucket = format!("t-{}", Uuid::new_v4().simple());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
