@@ -117,6 +117,7 @@ impl TestApp {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let database_url = env.fresh_database().await;
         let bucket = format!("t-{}", Uuid::new_v4().simple());
+        let own_bucket = bucket.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let mut config = ApiConfig {
@@ -161,13 +162,15 @@ impl TestApp {
             public_base_url: Some(format!("http://{addr}")),
             shutdown_grace: Duration::from_secs(5),
         };
-        let direct_database_url = config.service.database.database_url.clone();
+        let direct_database_url = database_url_of(&config);
         tweak(&mut config);
         let owned = Owned {
             admin_database_url: env.admin_database_url.clone(),
             database: direct_database_url.rsplit_once('/').expect("database URL with a path").1.to_string(),
             database_url: direct_database_url,
-            s3: env.s3_config(config.service.s3.s3_bucket.clone()),
+            s3: direct_s3(&env, &config),
+            // A test that shares another app's bucket leaves it to that app.
+            owns_bucket: config.service.s3.s3_bucket == own_bucket,
         };
         let storage = env.fresh_bucket(&config.service.s3).await;
         let state = api::build_state(&config).await.expect("api state");
@@ -308,6 +311,23 @@ impl TestApp {
         let server = tokio::spawn(api::serve(listener, api::router(state), std::future::pending()));
         Sibling { base_url, server }
     }
+}
+
+/// The app's S3 settings (bucket, key prefix, ...) straight to the shared S3, bypassing any proxy the test
+/// put in front of it, with the usual timeouts.
+fn direct_s3(env: &TestEnv, config: &ApiConfig) -> S3Config {
+    let direct = env.s3_config(config.service.s3.s3_bucket.clone());
+    S3Config {
+        s3_endpoint: direct.s3_endpoint,
+        s3_public_endpoint: None,
+        s3_operation_timeout: direct.s3_operation_timeout,
+        s3_complete_timeout: direct.s3_complete_timeout,
+        ..config.service.s3.clone()
+    }
+}
+
+fn database_url_of(config: &ApiConfig) -> String {
+    config.service.database.database_url.clone().expect("tests set DATABASE_URL")
 }
 
 fn client(token: Option<String>) -> reqwest::Client {

@@ -29,6 +29,7 @@ pub(crate) struct Owned {
     pub database_url: String,
     pub database: String,
     pub s3: uploads::config::S3Config,
+    pub owns_bucket: bool,
 }
 
 /// A job the teardown found out of order.
@@ -53,8 +54,11 @@ impl Owned {
 
     async fn check_queue(&self, service: &ServiceConfig, vanished: &[Uuid]) {
         let mut service = service.clone();
-        service.database =
-            DatabaseConfig { database_url: self.database_url.clone(), database_max_connections: 2, ..service.database };
+        service.database = DatabaseConfig {
+            database_url: Some(self.database_url.clone()),
+            database_max_connections: 2,
+            ..service.database
+        };
         service.s3 = self.s3.clone();
         let uploads = Uploads::connect(&service).await.expect("teardown: connect to the test's database and bucket");
         let pool = uploads.repository().pool().clone();
@@ -76,14 +80,16 @@ impl Owned {
     }
 
     /// Drops the database (closing whatever connections are left: a sibling API, a killed process's) and
-    /// empties and deletes the bucket.
+    /// empties and deletes the bucket, unless it is another app's (which must then finish last).
     pub async fn drop_all(&self) {
         let admin =
             PgPoolOptions::new().max_connections(1).connect(&self.admin_database_url).await.expect("admin connection");
         let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database);
         admin.execute(sqlx::AssertSqlSafe(drop)).await.expect("drop the test's database");
         admin.close().await;
-        delete_bucket(&Storage::connect(&self.s3).await).await;
+        if self.owns_bucket {
+            delete_bucket(&Storage::connect(&self.s3).await.expect("teardown: connect to S3")).await;
+        }
     }
 }
 

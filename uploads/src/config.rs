@@ -345,6 +345,7 @@ mod tests {
             database_url_file: None,
             database_max_connections: 20,
             database_statement_timeout: Duration::from_secs(10),
+            database_acquire_timeout: Duration::from_secs(5),
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -363,6 +364,7 @@ mod tests {
             database_url_file: Some(path.clone()),
             database_max_connections: 20,
             database_statement_timeout: Duration::from_secs(10),
+            database_acquire_timeout: Duration::from_secs(5),
         };
         assert_eq!(config.url().unwrap().expose(), "postgres://app:pw@db/uploads");
         config.database_url = Some("postgres://other".into());

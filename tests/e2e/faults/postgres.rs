@@ -67,7 +67,8 @@ async fn postgres_refusing_then_cut_under_load_costs_503s_and_no_confirmed_chunk
     let env = TestEnv::from_env();
     let (pg, _) = ChaosProxy::in_front_of(&env.admin_database_url).await;
     let app = TestApp::spawn_with(|c| {
-        c.service.database.database_url = pg.proxied_url(&c.service.database.database_url);
+        let direct = c.service.database.database_url.as_deref().expect("tests set DATABASE_URL");
+        c.service.database.database_url = Some(pg.proxied_url(direct));
         short_database_timeouts(c);
     })
     .await;

@@ -24,7 +24,7 @@ fn spawn_worker(app: &TestApp, name: &str) -> tokio::process::Child {
     let log = std::fs::File::create(dir.join(format!("{name}-worker.log"))).unwrap();
     let s3 = &app.config.service.s3;
     tokio::process::Command::new(workspace_bin("worker"))
-        .env("DATABASE_URL", &app.config.service.database.database_url)
+        .env("DATABASE_URL", app.database_url())
         .env("S3_ENDPOINT", &app.env.s3_endpoint)
         .env("S3_BUCKET", &s3.s3_bucket)
         .env("S3_FORCE_PATH_STYLE", "true")

@@ -209,6 +209,7 @@ async fn a_corrupt_object_is_refused_unless_its_owner_opts_in_and_never_attested
         .unwrap();
     assert_eq!(redirect.status(), StatusCode::FOUND);
     assert_nothing_left(&app).await;
+    app.finish().await;
 }
 
 /// As if the API died between S3 and the database: `completing`, CompleteMultipartUpload perhaps sent, its lease
