@@ -45,6 +45,11 @@ pub struct DatabaseConfig {
     /// Longest one SQL statement may run (Postgres cancels it); every statement of the service is short.
     #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", value_name = "DATABASE_STATEMENT_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub database_statement_timeout: Duration,
+
+    /// Longest a request waits for a pooled connection (connecting included) before it answers 503: while
+    /// Postgres is down or every connection is busy, requests fail this fast instead of queueing.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT", value_name = "DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
+    pub database_acquire_timeout: Duration,
 }
 
 impl DatabaseConfig {
@@ -397,6 +402,7 @@ mod tests {
             database_url_file: None,
             database_max_connections: 20,
             database_statement_timeout: Duration::from_secs(10),
+            database_acquire_timeout: Duration::from_secs(5),
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -415,6 +421,7 @@ mod tests {
             database_url_file: Some(path.clone()),
             database_max_connections: 20,
             database_statement_timeout: Duration::from_secs(10),
+            database_acquire_timeout: Duration::from_secs(5),
         };
         assert_eq!(config.url().unwrap().expose(), "postgres://app:pw@db/uploads");
         config.database_url = Some("postgres://other".into());
