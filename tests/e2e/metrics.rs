@@ -156,6 +156,8 @@ async fn api_counters_move_by_one_upload_one_ranged_download_and_one_abort() {
         active = Scrape::of(&app.plain, &metrics_url).await.value("upl_download_streams_active", &[]);
     }
     assert_eq!(active, 0.0);
+    drop(api);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -163,7 +165,7 @@ async fn the_worker_listener_serves_healthz_and_counts_a_verification_and_an_exp
     let app = TestApp::spawn().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let s3 = &app.config.service.s3;
-    let _worker = tokio::process::Command::new(workspace_bin("worker"))
+    let mut worker = tokio::process::Command::new(workspace_bin("worker"))
         .env("DATABASE_URL", app.database_url())
         .env("S3_ENDPOINT", s3.s3_endpoint.as_deref().unwrap())
         .env("S3_REGION", s3.s3_region.as_deref().unwrap())
@@ -231,6 +233,13 @@ async fn the_worker_listener_serves_healthz_and_counts_a_verification_and_an_exp
     assert_eq!(delta(&before, &after, "upl_s3_requests_total", &abort), 1.0);
     assert!(delta(&before, &after, "upl_jobs_total", &[("kind", "sweep"), ("outcome", "done")]) >= 1.0);
     assert_eq!(after.value("upl_jobs_queued", &[("kind", "verify_object")]), 0.0);
+
+    // SIGTERM: the worker hands back whatever sweep it holds, so the teardown finds no job leased.
+    let pid = worker.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let exit = tokio::time::timeout(Duration::from_secs(60), worker.wait()).await.expect("exits").unwrap();
+    assert!(exit.success(), "{exit:?}");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -249,4 +258,6 @@ async fn metrics_addr_moves_metrics_off_the_main_port() {
     assert_eq!(scrape.value("upl_http_requests_total", &unmatched), 1.0);
     let other = app.plain.get(format!("http://{metrics_addr}/v1/uploads")).send().await.unwrap();
     assert_eq!(other.status(), StatusCode::NOT_FOUND, "the metrics port serves nothing else");
+    drop(api);
+    app.finish().await;
 }

@@ -9,3 +9,4 @@ pub mod repository;
 pub mod service;
 pub mod storage;
 pub mod telemetry;
+pub mod webhooks;

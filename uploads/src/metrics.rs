@@ -190,18 +190,18 @@ pub enum WebhookOutcome {
     Delivered,
     /// This attempt failed; the delivery is tried again later.
     Retrying,
-    /// This attempt failed and it was the last one.
-    Failed,
+    /// This attempt failed and was the last: the event is dead.
+    Dead,
 }
 
 impl WebhookOutcome {
-    pub const ALL: [Self; 3] = [Self::Delivered, Self::Retrying, Self::Failed];
+    pub const ALL: [Self; 3] = [Self::Delivered, Self::Retrying, Self::Dead];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Delivered => "delivered",
             Self::Retrying => "retrying",
-            Self::Failed => "failed",
+            Self::Dead => "dead",
         }
     }
 }
