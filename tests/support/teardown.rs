@@ -56,6 +56,7 @@ impl Owned {
         let mut service = service.clone();
         service.database = DatabaseConfig {
             database_url: Some(self.database_url.clone()),
+            database_url_file: None,
             database_max_connections: 2,
             ..service.database
         };
