@@ -39,6 +39,7 @@ pub enum ErrorCode {
     UploadCompleting,
     UploadNotUploading,
     UploadNotCompleted,
+    ObjectCorrupt,
     ChunkNotDeclared,
     ChecksumConflict,
     ChunksMissing,
