@@ -79,4 +79,5 @@ async fn the_test_app_records_what_it_answered_against_the_spec() {
     let id = app.create_upload(10, None).await;
     app.status(id, true).await;
     assert!(app.contract_violations.lock().unwrap().is_empty());
+    app.finish().await;
 }

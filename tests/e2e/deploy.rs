@@ -246,4 +246,5 @@ async fn secrets_come_from_files_and_no_config_dump_shows_one() {
     let jwt = app.jwt_secret().map(|s| String::from_utf8(s.to_vec()).unwrap()).unwrap();
     assert!(!dump.contains(key.trim()) && !dump.contains(&jwt), "a secret in {dump}");
     std::fs::remove_dir_all(&dir).unwrap();
+    app.finish().await;
 }

@@ -19,6 +19,8 @@ mod origin;
 mod presigned;
 mod s3_settings;
 mod server;
+mod teardown;
 mod validation;
 mod web;
+mod webhooks;
 mod worker;

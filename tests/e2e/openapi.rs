@@ -121,6 +121,7 @@ async fn every_documented_operation_is_routed_and_no_other_method_is() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -146,6 +147,7 @@ async fn the_documented_security_is_what_the_router_enforces() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    app.finish().await;
 }
 
 /// The characters of a `[^...]` class in a pattern, ranges expanded: `(first, last)` pairs.
@@ -235,4 +237,5 @@ async fn the_service_accepts_exactly_the_create_requests_the_spec_admits() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    app.finish().await;
 }

@@ -60,6 +60,7 @@ async fn presigned_urls_are_signed_for_the_public_endpoint_and_work_there() {
     assert_eq!(direct.status(), StatusCode::OK);
     assert_eq!(direct.bytes().await.unwrap(), data);
     assert_eq!(app.state.uploads.storage().presigned_origin().await.unwrap(), public);
+    app.finish().await;
 }
 
 fn sweeper_config(app: &TestApp, upload_ttl: Duration) -> WorkerConfig {
@@ -119,6 +120,9 @@ async fn services_with_their_own_prefix_share_a_bucket_without_touching_each_oth
     let mut keys: Vec<&str> = keys.contents().iter().filter_map(|o| o.key()).collect();
     keys.sort();
     assert_eq!(keys, [format!("team-b/uploads/{}", open[1].0), format!("uploads/{}", open[0].0)]);
+    // B first: the bucket is A's, and goes with A.
+    b.finish().await;
+    a.finish().await;
 }
 
 #[tokio::test]
@@ -138,6 +142,7 @@ async fn new_objects_are_encrypted_and_stored_in_the_class_configured() {
         assert_eq!(head.storage_class(), Some(&StorageClass::StandardIa), "{id}");
     }
     assert_eq!(app.object_bytes(multipart).await, data);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -148,6 +153,7 @@ async fn without_settings_new_objects_are_plain_standard() {
     let head = head.send().await.unwrap();
     // S3 leaves the header out for STANDARD; the control that makes the test above able to fail.
     assert_ne!(head.storage_class(), Some(&StorageClass::StandardIa));
+    app.finish().await;
 }
 
 /// The region in a presigned URL's credential scope (`.../20261202/us-east-1/s3/aws4_request`).
@@ -196,4 +202,5 @@ async fn without_s3_region_the_region_is_aws_chains_and_without_any_startup_says
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("startup failed: S3_REGION is not set and AWS found no region"), "{stderr}");
+    app.finish().await;
 }

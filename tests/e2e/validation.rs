@@ -274,4 +274,5 @@ async fn every_validation_error_has_its_status_and_code() {
     }
     println!("{} validation cases checked", cases.len());
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    app.finish().await;
 }

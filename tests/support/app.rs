@@ -8,11 +8,12 @@ use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
 use tokio::sync::oneshot;
-use uploads::config::{DatabaseConfig, LogConfig, LogFormat, S3Config, ServiceConfig, UploadPolicy};
+use uploads::config::{DatabaseConfig, LogConfig, LogFormat, S3Config, ServiceConfig, UploadPolicy, WebhookConfig};
 use uploads::storage::Storage;
 use uuid::Uuid;
 
 use crate::contract::{self, Violations};
+use crate::teardown::Owned;
 
 /// Where `make test` (or `make services`) put the shared Postgres and LocalStack.
 #[derive(Debug, Clone)]
@@ -94,6 +95,11 @@ pub struct TestApp {
     /// Answers that openapi.yaml does not describe; the test fails with them when the app is dropped.
     pub contract_violations: Violations,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The test's own database and bucket, for [`TestApp::finish`].
+    owned: Owned,
+    /// Uploads whose object a test deleted behind the service: their jobs may fail (see `finish`).
+    vanished: std::sync::Mutex<Vec<Uuid>>,
+    finished: bool,
 }
 
 impl TestApp {
@@ -106,10 +112,15 @@ impl TestApp {
 
     /// Spawns with a tweaked configuration (short TTLs, small limits, ...).
     pub async fn spawn_with(tweak: impl FnOnce(&mut ApiConfig)) -> Self {
+        Self::spawn_in(TestEnv::from_env(), tweak).await
+    }
+
+    /// Spawns on another Postgres or S3 than the shared ones (a private Postgres a test stops, say).
+    pub async fn spawn_in(env: TestEnv, tweak: impl FnOnce(&mut ApiConfig)) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let env = TestEnv::from_env();
         let database_url = env.fresh_database().await;
         let bucket = format!("t-{}", Uuid::new_v4().simple());
+        let own_bucket = bucket.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let mut config = ApiConfig {
@@ -119,6 +130,7 @@ impl TestApp {
                     database_url_file: None,
                     database_max_connections: 10,
                     database_statement_timeout: Duration::from_secs(10),
+                    database_acquire_timeout: Duration::from_secs(5),
                 },
                 s3: env.s3_config(bucket),
                 policy: UploadPolicy {
@@ -130,6 +142,7 @@ impl TestApp {
                     max_active_bytes: 10 * 1024 * 1024 * 1024 * 1024,
                 },
                 log: LogConfig { log_format: LogFormat::Pretty },
+                webhooks: WebhookConfig::default(),
             },
             downloads: DownloadConfig::default(),
             links: LinkConfig {
@@ -153,7 +166,16 @@ impl TestApp {
             public_base_url: Some(format!("http://{addr}")),
             shutdown_grace: Duration::from_secs(5),
         };
+        let direct_database_url = database_url_of(&config);
         tweak(&mut config);
+        let owned = Owned {
+            admin_database_url: env.admin_database_url.clone(),
+            database: direct_database_url.rsplit_once('/').expect("database URL with a path").1.to_string(),
+            database_url: direct_database_url,
+            s3: direct_s3(&env, &config),
+            // A test that shares another app's bucket leaves it to that app.
+            owns_bucket: config.service.s3.s3_bucket == own_bucket,
+        };
         let storage = env.fresh_bucket(&config.service.s3).await;
         let state = api::build_state(&config).await.expect("api state");
         let pool = state.uploads.repository().pool().clone();
@@ -177,6 +199,9 @@ impl TestApp {
             stop: Some(stop),
             server: Some(server),
             contract_violations,
+            owned,
+            vanished: Default::default(),
+            finished: false,
         };
         if app.config.auth.auth == AuthMode::Jwt {
             app.token = app.token_for(Self::OWNER);
@@ -239,6 +264,30 @@ impl TestApp {
             let _ = server.await;
         }
     }
+
+    /// Deletes a completed upload's object behind the service's back (as a lost bucket or an operator
+    /// would): downloads then fail, and so may its verification, which the teardown then lets be.
+    pub async fn delete_object_behind_the_service(&self, id: Uuid) {
+        let delete = self.storage.client().delete_object().bucket(self.storage.bucket()).key(format!("uploads/{id}"));
+        delete.send().await.expect("delete the object");
+        self.vanished.lock().unwrap().push(id);
+    }
+
+    /// The name of this test's database in the shared Postgres.
+    pub fn database_name(&self) -> &str {
+        &self.owned.database
+    }
+
+    /// Ends the test: stops the server, asserts the job queue is in order (nothing leased, nothing due that a
+    /// worker cannot run to the end; see `teardown.rs`), and drops the test's database and bucket. Every test
+    /// calls it last; dropping a `TestApp` without it fails the test.
+    pub async fn finish(mut self) {
+        self.shutdown().await;
+        self.pool.close().await;
+        let vanished = std::mem::take(&mut *self.vanished.lock().unwrap());
+        self.owned.finish(&self.config.service, &vanished).await;
+        self.finished = true;
+    }
 }
 
 /// A second API on the same database and bucket, with its own configuration; stops when dropped.
@@ -273,6 +322,23 @@ impl TestApp {
     }
 }
 
+/// The app's S3 settings (bucket, key prefix, ...) straight to the shared S3, bypassing any proxy the test
+/// put in front of it, with the usual timeouts.
+fn direct_s3(env: &TestEnv, config: &ApiConfig) -> S3Config {
+    let direct = env.s3_config(config.service.s3.s3_bucket.clone());
+    S3Config {
+        s3_endpoint: direct.s3_endpoint,
+        s3_public_endpoint: None,
+        s3_operation_timeout: direct.s3_operation_timeout,
+        s3_complete_timeout: direct.s3_complete_timeout,
+        ..config.service.s3.clone()
+    }
+}
+
+fn database_url_of(config: &ApiConfig) -> String {
+    config.service.database.database_url.clone().expect("tests set DATABASE_URL")
+}
+
 fn client(token: Option<String>) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = token {
@@ -294,6 +360,18 @@ impl Drop for TestApp {
         let violations = std::mem::take(&mut *self.contract_violations.lock().expect("violations"));
         if !violations.is_empty() && !std::thread::panicking() {
             panic!("answers that openapi.yaml does not describe:\n{}", violations.join("\n"));
+        }
+        if self.finished {
+            return;
+        }
+        if std::thread::panicking() {
+            // Kept for a post-mortem; `make test` throws the whole Postgres away.
+            eprintln!(
+                "the failed test's database {} and bucket {} are kept",
+                self.owned.database, self.owned.s3.s3_bucket
+            );
+        } else {
+            panic!("TestApp dropped without `app.finish().await`: the queue went unchecked and the database stays");
         }
     }
 }

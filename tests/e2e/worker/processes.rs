@@ -70,6 +70,7 @@ async fn two_workers_at_once_run_every_job_exactly_once() {
     }
     assert!(app.s3_multipart_uploads().await.is_empty());
     assert_nothing_left(&app).await;
+    app.finish().await;
 }
 
 /// The real `worker` binary on this test's database and bucket, its S3 behind a stalled chaos proxy: every job it
@@ -135,6 +136,7 @@ async fn a_killed_workers_job_is_finished_by_another_once_its_lease_runs_out() {
     assert_eq!((job.state.as_str(), job.attempts), ("done", 2), "{job:?}");
     assert_eq!(app.status(id, false).await["verification"]["state"], "verified");
     assert_nothing_left(&app).await;
+    app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,6 +160,7 @@ async fn sigterm_releases_the_job_at_hand_and_exits_0() {
     assert!(reports.iter().any(|r| r.upload_id == Some(id) && r.outcome == Outcome::Done), "{reports:?}");
     assert_eq!(app.status(id, false).await["verification"]["state"], "verified");
     assert_nothing_left(&app).await;
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -186,4 +189,5 @@ async fn run_works_through_the_queue_until_shutdown() {
         assert_eq!(app.status(id, false).await["verification"]["state"], "verified");
     }
     assert_nothing_left(&app).await;
+    app.finish().await;
 }
