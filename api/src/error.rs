@@ -128,8 +128,8 @@ fn upload_error_body(err: &UploadError) -> Body {
             }
         }
         E::ChunkOutOfRange { total_chunks, .. } => {
-            Body::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::ChunkIndexOutOfRange, message)
-                .with("totalChunks", total_chunks)
+            // The index is well formed but names no chunk of this upload's plan: a conflict with its state.
+            Body::new(StatusCode::CONFLICT, ErrorCode::ChunkIndexOutOfRange, message).with("totalChunks", total_chunks)
         }
         E::ChunkNotDeclared { .. } => Body::new(StatusCode::CONFLICT, ErrorCode::ChunkNotDeclared, message),
         E::ChecksumConflict { declared, .. } => {

@@ -4,6 +4,7 @@ mod auth;
 mod chaos;
 mod cli;
 mod completion;
+mod contract;
 mod deploy;
 mod downloads;
 mod faults;

@@ -12,6 +12,7 @@ use uploads::config::{DatabaseConfig, LogConfig, LogFormat, S3Config, ServiceCon
 use uploads::storage::Storage;
 use uuid::Uuid;
 
+use crate::contract::{self, Violations};
 use crate::teardown::Owned;
 
 /// Where `make test` (or `make services`) put the shared Postgres and LocalStack.
@@ -91,6 +92,8 @@ pub struct TestApp {
     pub pool: PgPool,
     pub storage: Storage,
     stop: Option<oneshot::Sender<()>>,
+    /// Answers that openapi.yaml does not describe; the test fails with them when the app is dropped.
+    pub contract_violations: Violations,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// The test's own database and bucket, for [`TestApp::finish`].
     owned: Owned,
@@ -176,7 +179,10 @@ impl TestApp {
         let state = api::build_state(&config).await.expect("api state");
         let pool = state.uploads.repository().pool().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(api::serve(listener, api::app(state.clone()), async move {
+        let contract_violations = Violations::default();
+        let mut served = api::app(state.clone());
+        served.router = contract::checked(served.router, contract_violations.clone());
+        let server = tokio::spawn(api::serve(listener, served, async move {
             let _ = stopped.await;
         }));
         let mut app = Self {
@@ -191,6 +197,7 @@ impl TestApp {
             storage,
             stop: Some(stop),
             server: Some(server),
+            contract_violations,
             owned,
             vanished: Default::default(),
             finished: false,
@@ -308,7 +315,8 @@ impl TestApp {
         let state = api::build_state(&config).await.expect("sibling state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
-        let server = tokio::spawn(api::serve(listener, api::router(state), std::future::pending()));
+        let router = contract::checked(api::router(state), self.contract_violations.clone());
+        let server = tokio::spawn(api::serve(listener, router, std::future::pending()));
         Sibling { base_url, server }
     }
 }
@@ -346,6 +354,11 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        // A second panic while unwinding would abort the whole test process: the first failure says enough.
+        let violations = std::mem::take(&mut *self.contract_violations.lock().expect("violations"));
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!("answers that openapi.yaml does not describe:\n{}", violations.join("\n"));
         }
         if self.finished {
             return;
