@@ -22,4 +22,5 @@ mod server;
 mod teardown;
 mod validation;
 mod web;
+mod webhooks;
 mod worker;

@@ -8,7 +8,7 @@ use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
 use tokio::sync::oneshot;
-use uploads::config::{DatabaseConfig, LogConfig, LogFormat, S3Config, ServiceConfig, UploadPolicy};
+use uploads::config::{DatabaseConfig, LogConfig, LogFormat, S3Config, ServiceConfig, UploadPolicy, WebhookConfig};
 use uploads::storage::Storage;
 use uuid::Uuid;
 
@@ -142,6 +142,7 @@ impl TestApp {
                     max_active_bytes: 10 * 1024 * 1024 * 1024 * 1024,
                 },
                 log: LogConfig { log_format: LogFormat::Pretty },
+                webhooks: WebhookConfig::default(),
             },
             downloads: DownloadConfig::default(),
             links: LinkConfig {

@@ -7,10 +7,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::config::{ServiceConfig, UploadPolicy};
-use crate::domain::{ChunkPlanError, IndexRanges, Owner, Sha256Digest, UploadState};
+use crate::domain::{ChunkPlanError, EventType, IndexRanges, Owner, Sha256Digest, UploadState};
 use crate::error_code::ErrorCode;
 use crate::repository::{ChunkRecord, Repository, UploadRecord};
 use crate::storage::{PartToPresign, PresignedRequest, Storage, StorageError};
+use crate::webhooks::WebhookSender;
 
 mod completion;
 mod creation;
@@ -20,12 +21,14 @@ mod retirement;
 mod sweep;
 mod validation;
 mod verification;
+mod webhooks;
 
 pub use completion::Recovery;
 pub use creation::{CreateUpload, Created};
 pub use downloads::{CorruptObject, DownloadableFile};
 pub use listing::{DEFAULT_PAGE_SIZE, ListUploads, MAX_PAGE_SIZE, UploadPage};
 pub use sweep::{SweepReport, SweepSettings};
+pub use webhooks::{DeliveryError, DeliveryOutcome};
 
 pub use validation::refused_in_filename;
 use validation::{invalid, parse_sha256, validate_etag};
@@ -121,20 +124,33 @@ pub struct Uploads {
     repo: Repository,
     storage: Storage,
     policy: UploadPolicy,
+    /// `None`: webhooks are off, and no event is recorded.
+    webhooks: Option<WebhookSender>,
 }
 
 impl Uploads {
     pub fn new(repo: Repository, storage: Storage, policy: UploadPolicy) -> Self {
-        Self { repo, storage, policy }
+        Self { repo, storage, policy, webhooks: None }
+    }
+
+    /// Records an event with every reported transition, for `webhooks` to deliver.
+    pub fn with_webhooks(self, webhooks: Option<WebhookSender>) -> Self {
+        Self { webhooks, ..self }
     }
 
     /// Connects to Postgres (applying pending migrations) and S3, as each binary does at startup.
     pub async fn connect(config: &ServiceConfig) -> anyhow::Result<Self> {
-        // Configuration first: a contradiction is reported without waiting for a database.
+        // Configuration first: a contradiction or a bad value is reported without waiting for a database.
         config.s3.check()?;
+        let webhooks = WebhookSender::from_config(&config.webhooks)?;
         let pool = crate::db::connect_and_migrate(&config.database).await?;
         let storage = Storage::connect(&config.s3).await?;
-        Ok(Self::new(Repository::new(pool), storage, config.policy.clone()))
+        Ok(Self::new(Repository::new(pool), storage, config.policy.clone()).with_webhooks(webhooks))
+    }
+
+    /// `event`, when webhooks are on: what a transition passes the repository to be reported.
+    fn report(&self, event: EventType) -> Option<EventType> {
+        self.webhooks.is_some().then_some(event)
     }
 
     /// Runs `work` in a task of its own and awaits it: a caller that goes away (a client that disconnects drops

@@ -1,5 +1,5 @@
-//! The recurring sweep: queues expiries and completion recoveries, forgets old done jobs and expired
-//! idempotency keys, and aborts the multipart uploads in S3 that no live upload owns.
+//! The recurring sweep: queues expiries and completion recoveries, forgets old done jobs, delivered webhook
+//! events and expired idempotency keys, and aborts the multipart uploads in S3 that no live upload owns.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -26,6 +26,7 @@ pub struct SweepReport {
     pub expiries_queued: u64,
     pub recoveries_queued: u64,
     pub done_jobs_deleted: u64,
+    pub delivered_events_deleted: u64,
     pub idempotency_keys_deleted: u64,
     pub multipart_uploads_seen: usize,
     pub orphans_aborted: usize,
@@ -38,6 +39,7 @@ impl Uploads {
             expiries_queued: self.repo.enqueue_overdue_expiries().await?,
             recoveries_queued: self.repo.enqueue_stuck_completions(settings.recovery_threshold).await?,
             done_jobs_deleted: self.repo.delete_done_jobs(settings.job_retention).await?,
+            delivered_events_deleted: self.repo.delete_delivered_webhook_events(settings.job_retention).await?,
             idempotency_keys_deleted: self.repo.delete_expired_idempotency_keys().await?,
             ..SweepReport::default()
         };
