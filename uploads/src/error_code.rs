@@ -28,6 +28,8 @@ pub enum ErrorCode {
     TokenWrongIssuer,
     TokenUnknownKey,
     TokenInvalidSubject,
+    UppyEndpointExpired,
+    UppyEndpointInvalid,
     // Per-owner limits.
     TooManyActiveUploads,
     TooManyActiveBytes,
@@ -45,6 +47,7 @@ pub enum ErrorCode {
     PartMismatch,
     CompletionInProgress,
     PartsRejected,
+    PartListMismatch,
     UploadLost,
     IdempotencyKeyReused,
     // Refused values.
@@ -58,6 +61,7 @@ pub enum ErrorCode {
     ChunkSizeTooLarge,
     TooManyChunks,
     ChunkIndexOutOfRange,
+    InvalidPartNumber,
     EmptyBatch,
     BatchTooLarge,
     DuplicateChunkIndex,

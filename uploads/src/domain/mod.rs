@@ -3,6 +3,7 @@
 mod chunk_plan;
 mod idempotency_key;
 mod index_ranges;
+mod kind;
 mod list_cursor;
 mod owner;
 mod sha256;
@@ -12,6 +13,7 @@ mod verification;
 pub use chunk_plan::{ChunkPlan, ChunkPlanError, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE};
 pub use idempotency_key::{IdempotencyKey, IdempotencyKeyError, MAX_IDEMPOTENCY_KEY_LEN};
 pub use index_ranges::IndexRanges;
+pub use kind::UploadKind;
 pub use list_cursor::{ListCursor, ListCursorError};
 pub use owner::{MAX_OWNER_LEN, Owner, OwnerError};
 pub use sha256::{Sha256Digest, Sha256ParseError};

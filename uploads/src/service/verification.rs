@@ -17,7 +17,7 @@ impl Uploads {
             return Ok(());
         }
         let hash = self.storage.hash_object(&upload.object_key).await?;
-        let outcome = VerificationState::judge(upload.declared_sha256(), hash.sha256, upload.size as u64, hash.size);
+        let outcome = VerificationState::judge(upload.declared_sha256(), hash.sha256, upload.known_size(), hash.size);
         self.repo.record_verification(id, outcome, &hash.sha256).await?;
         match outcome {
             VerificationState::Corrupt => tracing::warn!(

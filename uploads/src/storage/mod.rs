@@ -16,7 +16,9 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPa
 use aws_smithy_http_client::tls;
 use chrono::{DateTime, Utc};
 
+mod companion;
 mod listing;
+pub use companion::{PostPolicy, PresignedPost};
 pub use listing::OpenMultipartUpload;
 
 use crate::config::S3Config;
@@ -106,7 +108,9 @@ pub struct PartToPresign<'a> {
 pub struct PartToComplete {
     pub part_number: u32,
     pub etag: String,
-    pub sha256: Sha256Digest,
+    pub size: u64,
+    /// `None` for a part the client cut itself, on a multipart upload created without a checksum algorithm.
+    pub sha256: Option<Sha256Digest>,
 }
 
 /// What HeadObject says of a finished object.
@@ -121,6 +125,9 @@ pub struct ObjectInfo {
 #[derive(Clone)]
 pub struct Storage {
     client: Client,
+    /// What signs a POST policy, which the SDK cannot presign (and its client no longer hands out).
+    credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
+    region: String,
     bucket: String,
     complete_timeout: Duration,
     calls: Arc<S3CallCounts>,
@@ -154,6 +161,8 @@ impl Storage {
             .build();
         Self {
             client: Client::from_conf(s3_config),
+            credentials: shared.credentials_provider(),
+            region: config.s3_region.clone(),
             bucket: config.s3_bucket.clone(),
             complete_timeout: config.s3_complete_timeout,
             calls: Arc::default(),
@@ -180,6 +189,16 @@ impl Storage {
     }
 
     pub async fn create_multipart_upload(&self, key: &str, content_type: &str) -> Result<String, StorageError> {
+        self.create_multipart(key, content_type, Some(ChecksumAlgorithm::Sha256)).await
+    }
+
+    /// CreateMultipartUpload; with `checksum`, S3 takes only parts that carry one of that algorithm.
+    async fn create_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+        checksum: Option<ChecksumAlgorithm>,
+    ) -> Result<String, StorageError> {
         self.calls.record(S3Operation::CreateMultipartUpload);
         let out = self
             .client
@@ -187,7 +206,7 @@ impl Storage {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .set_checksum_algorithm(checksum)
             .send()
             .await?;
         out.upload_id.ok_or_else(|| StorageError::Service {
@@ -205,6 +224,18 @@ impl Storage {
         part: PartToPresign<'_>,
         ttl: Duration,
     ) -> Result<PresignedRequest, StorageError> {
+        self.presign_part(key, upload_id, part.part_number, Some(part), ttl).await
+    }
+
+    /// A presigned UploadPart, binding the part's length and SHA-256 when `bound` says them.
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        bound: Option<PartToPresign<'_>>,
+        ttl: Duration,
+    ) -> Result<PresignedRequest, StorageError> {
         let presigning = PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Presign(e.to_string()))?;
         let expires_at = DateTime::<Utc>::from(SystemTime::now() + ttl);
         let request = self
@@ -213,9 +244,9 @@ impl Storage {
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
-            .part_number(part.part_number as i32)
-            .content_length(i64::try_from(part.length).unwrap_or(i64::MAX))
-            .checksum_sha256(part.sha256.to_base64())
+            .part_number(part_number as i32)
+            .set_content_length(bound.map(|p| i64::try_from(p.length).unwrap_or(i64::MAX)))
+            .set_checksum_sha256(bound.map(|p| p.sha256.to_base64()))
             .presigned(presigning)
             .await
             .map_err(|e| StorageError::Presign(format!("{e:?}")))?;
@@ -279,7 +310,7 @@ impl Storage {
                         CompletedPart::builder()
                             .part_number(p.part_number as i32)
                             .e_tag(&p.etag)
-                            .checksum_sha256(p.sha256.to_base64())
+                            .set_checksum_sha256(p.sha256.map(|d| d.to_base64()))
                             .build()
                     })
                     .collect(),

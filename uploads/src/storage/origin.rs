@@ -1,4 +1,5 @@
-//! Where browsers send chunks: the origin of the URLs this storage presigns (the web page's `connect-src`).
+//! Where browsers send chunks and form POSTs: the bucket's URL, and the origin of the URLs this storage
+//! presigns (the web page's `connect-src`).
 
 use std::time::Duration;
 
@@ -10,19 +11,27 @@ impl Storage {
     /// The origin (`scheme://host[:port]`) of the URLs this storage presigns, however the SDK resolves the
     /// endpoint (custom, path style, virtual host). Presigning is local: no request is sent.
     pub async fn presigned_origin(&self) -> Result<String, StorageError> {
+        let url = self.bucket_url().await?;
+        origin_of(&url).ok_or_else(|| StorageError::Presign(format!("no origin in {url}")))
+    }
+
+    /// The bucket's URL as the SDK resolves it (where a browser form POST goes): a presigned GetObject of a
+    /// one-character key, without its query and the key.
+    pub(super) async fn bucket_url(&self) -> Result<String, StorageError> {
         let presigning =
             PresigningConfig::expires_in(Duration::from_secs(60)).map_err(|e| StorageError::Presign(e.to_string()))?;
         let request = self
             .client
-            .upload_part()
+            .get_object()
             .bucket(&self.bucket)
-            .key("uploads/origin")
-            .upload_id("origin")
-            .part_number(1)
+            .key("k")
             .presigned(presigning)
             .await
             .map_err(|e| StorageError::Presign(format!("{e:?}")))?;
-        origin_of(request.uri()).ok_or_else(|| StorageError::Presign(format!("no origin in {}", request.uri())))
+        let url = request.uri().split('?').next().unwrap_or_default();
+        url.strip_suffix("/k")
+            .map(str::to_string)
+            .ok_or_else(|| StorageError::Presign(format!("cannot find the bucket in {url}")))
     }
 }
 
