@@ -13,6 +13,7 @@ use uploads::service::SweepSettings;
 use uuid::Uuid;
 
 mod form_post;
+mod uppy;
 
 const MIB: usize = 1024 * 1024;
 /// The origin of an app page that uses Uppy.
