@@ -285,3 +285,36 @@ async fn the_routes_answer_cors_for_the_apps_origins_without_credentials() {
     let foreign = foreign.send().await.unwrap();
     assert!(foreign.headers().get("access-control-allow-origin").is_none(), "other origins get no CORS");
 }
+
+/// The capability is the credential: like a token, it never reaches the log, valid, expired or changed.
+#[tokio::test]
+async fn no_capability_reaches_the_log_even_at_trace_level() {
+    let app = TestApp::spawn().await;
+    let filter = "trace,sqlx=info,aws_smithy_runtime=info,aws_config=info,aws_sdk_s3=info,rustls=info";
+    let api = crate::downloads::process::ApiProcess::spawn(
+        &app,
+        "capability-log",
+        &[("RUST_LOG", filter), ("LOG_FORMAT", "json")],
+    )
+    .await;
+    let response = app.plain.post(format!("{}/v1/uppy-endpoints", api.base_url)).bearer_auth(&app.token).send().await;
+    let body: Value = response.unwrap().json().await.unwrap();
+    let endpoint = body["companionEndpoint"].as_str().unwrap().to_string();
+    let segment = endpoint.rsplit('/').next().unwrap().to_string();
+    let expired =
+        Capability { owner: Owner::parse("alice").unwrap(), expires: unix_now() - 1 }.encode(app.state.links.key());
+    let tampered = format!("{}x", segment);
+    for capability in [&segment, &expired, &tampered] {
+        let base = format!("{}/uppy/{capability}", api.base_url);
+        let (status, _) = get(&app, &format!("{base}/s3/params?filename=a.txt")).await;
+        assert!([StatusCode::OK, StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&status));
+        let (status, _) = get(&app, &format!("{base}/s3/multipart/{}/1?key=k", Uuid::now_v7())).await;
+        assert!(status.is_client_error());
+    }
+    let log = api.log();
+    assert!(log.contains("/uppy/redacted/s3/params"), "the requests are logged, without their capability");
+    for capability in [&segment, &expired] {
+        let signature = capability.rsplit('.').next().unwrap();
+        assert!(!log.contains(signature), "a capability is in {}", api.log_path.display());
+    }
+}

@@ -3,7 +3,6 @@
 //! cross-origin as in an app, and no request is intercepted (tests/browser/uppy-upload.mjs says why).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use api::config::Origins;
 use e2e::{TestApp, random_bytes};
@@ -12,32 +11,6 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{MIB, endpoint_for};
-
-/// Runs tests/browser/uppy-upload.mjs with the page on `page_port`; returns the JSON line it prints.
-async fn run_uppy(page_port: u16, args: Vec<String>) -> Value {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .current_dir(dir)
-            .env("UPPY_PAGE_PORT", page_port.to_string())
-            .arg("uppy-upload.mjs")
-            .args(args)
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("node runs (scripts/test-prereqs.sh installs it)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let result: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())
-        .unwrap_or_else(|| panic!("the browser script printed no result: {stdout}\n{stderr}"));
-    println!("browser: {result}");
-    assert_eq!(result["ok"], true, "{}\n{stderr}", result["error"].as_str().unwrap_or_default());
-    result
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -76,7 +49,8 @@ async fn uppy_uploads_both_ways_and_resumes_after_a_reload_with_only_the_missing
         big_path.display().to_string(),
         "2".into(), // pause once part 2 is in S3, reload, resume
     ];
-    let result = run_uppy(page_port, args).await;
+    let env = vec![("UPPY_PAGE_PORT".to_string(), page_port.to_string())];
+    let result = crate::web::node_with_env("uppy-upload.mjs", args, env).await;
 
     // The small file: Uppy's default path, a form POST under our policy; the service finds the object.
     let post = &result["post"];
