@@ -158,6 +158,9 @@ fn upload_error_body(err: &UploadError) -> Body {
         E::NotCompleted(state) => {
             Body::new(StatusCode::CONFLICT, ErrorCode::UploadNotCompleted, message).with("state", state)
         }
+        E::ObjectCorrupt { declared, stored } => Body::new(StatusCode::CONFLICT, ErrorCode::ObjectCorrupt, message)
+            .with("declaredSha256", declared)
+            .with("sha256", stored),
         E::TooManyActiveUploads { limit, active } => {
             Body::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyActiveUploads, message)
                 .with("maxActiveUploads", limit)

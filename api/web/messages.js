@@ -55,6 +55,7 @@ const MESSAGES = {
   upload_completing: 'This upload is being completed; it takes no more chunks.',
   upload_not_uploading: (b) => `This upload is ${b.state ?? 'finished'}; it takes no more chunks.`,
   upload_not_completed: (b) => `This file is not complete yet (${b.state ?? 'in progress'}).`,
+  object_corrupt: 'Storage holds other bytes than the file that was uploaded; upload it again.',
   chunk_not_declared: PAGE_BUG,
   checksum_conflict: 'A chunk now has other bytes than when it was announced: the file changed while it was sent. ' +
     'Cancel this upload and send the file again.',

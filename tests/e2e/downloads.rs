@@ -129,6 +129,7 @@ async fn unsatisfiable_ranges_are_416_with_the_size() {
         let response = fetch(&app, id, &[("range", &range)]).await;
         assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
         assert_eq!(text(response.headers(), "content-range"), format!("bytes */{size}"));
+        assert!(response.headers().get("cache-control").is_none(), "{range}: {:?}", response.headers());
         assert_eq!(error_code(response).await, "range_not_satisfiable");
     }
 
@@ -247,6 +248,9 @@ async fn conditional_requests_304_412_and_if_range() {
             _ => {
                 let error: Value = serde_json::from_slice(&body).unwrap();
                 assert_eq!(error["code"], "precondition_failed");
+                // An error is not the file: a cache must not keep it for the file's year.
+                assert!(response_headers.get("cache-control").is_none(), "{headers:?}: {response_headers:?}");
+                assert_eq!(text(&response_headers, "etag"), etag);
             }
         }
     }
@@ -307,13 +311,7 @@ async fn inline_disposition_encodes_any_filename() {
 async fn redirect_answers_a_presigned_url_that_serves_ranges() {
     let app = TestApp::spawn().await;
     let (id, data) = two_chunk_file(&app).await;
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = no_redirects
-        .get(app.url(&format!("/v1/files/{id}?redirect=true")))
-        .bearer_auth(&app.token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.unfollowed(reqwest::Method::GET, &format!("/v1/files/{id}?redirect=true")).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(text(response.headers(), "cache-control"), "no-store");
     let location = text(response.headers(), "location").to_string();
@@ -332,13 +330,7 @@ async fn redirect_answers_a_presigned_url_that_serves_ranges() {
 async fn head_with_redirect_goes_to_a_url_presigned_for_head() {
     let app = TestApp::spawn().await;
     let (id, data) = two_chunk_file(&app).await;
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = no_redirects
-        .head(app.url(&format!("/v1/files/{id}?redirect=true")))
-        .bearer_auth(&app.token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.unfollowed(reqwest::Method::HEAD, &format!("/v1/files/{id}?redirect=true")).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     let location = text(response.headers(), "location").to_string();
 

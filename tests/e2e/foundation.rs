@@ -50,7 +50,7 @@ async fn readyz_is_200_with_both_up_and_503_once_postgres_is_gone() {
     assert_eq!(body["checks"]["storage"], "ok");
 
     // Take the database away from the running app: refuse new connections and end the open ones.
-    let db_name = app.config.service.database.database_url.rsplit('/').next().unwrap().to_string();
+    let db_name = app.database_url().rsplit('/').next().unwrap().to_string();
     let admin = sqlx::PgPool::connect(&app.env.admin_database_url).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {db_name} ALLOW_CONNECTIONS false")))
         .execute(&admin)

@@ -140,7 +140,7 @@ async fn a_json_request_past_its_deadline_is_408_or_504_in_the_envelope() {
     s3_config.s3_endpoint = Some(s3);
     let uploads = Uploads::new(
         app.state.uploads.repository().clone(),
-        Storage::connect(&s3_config).await,
+        Storage::connect(&s3_config).await.unwrap(),
         app.state.uploads.policy().clone(),
     );
     let base = serve(api::router(api::state::AppState { uploads, ..app.state.clone() })).await;

@@ -42,9 +42,13 @@ impl TestEnv {
 
     /// A new bucket with the CORS rule browsers need (as `localstack/init.py` sets for `make run`).
     pub async fn fresh_bucket(&self, storage_config: &S3Config) -> Storage {
-        let storage = Storage::connect(storage_config).await;
+        let storage = Storage::connect(storage_config).await.expect("S3 configuration");
         let s3 = storage.client();
-        s3.create_bucket().bucket(storage.bucket()).send().await.expect("create bucket");
+        // A test may share another app's bucket (under its own key prefix).
+        if let Err(err) = s3.create_bucket().bucket(storage.bucket()).send().await {
+            let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&err).map(String::from);
+            assert_eq!(code.as_deref(), Some("BucketAlreadyOwnedByYou"), "create bucket: {err:?}");
+        }
         let rule = CorsRule::builder()
             .allowed_origins("*")
             .allowed_methods("PUT")
@@ -66,14 +70,7 @@ impl TestEnv {
     }
 
     pub fn s3_config(&self, bucket: String) -> S3Config {
-        S3Config {
-            s3_endpoint: Some(self.s3_endpoint.clone()),
-            s3_region: "us-east-1".into(),
-            s3_bucket: bucket,
-            s3_force_path_style: true,
-            s3_operation_timeout: Duration::from_secs(20),
-            s3_complete_timeout: Duration::from_secs(600),
-        }
+        S3Config::local(&self.s3_endpoint, &bucket)
     }
 }
 
@@ -114,7 +111,8 @@ impl TestApp {
         let mut config = ApiConfig {
             service: ServiceConfig {
                 database: DatabaseConfig {
-                    database_url,
+                    database_url: Some(database_url),
+                    database_url_file: None,
                     database_max_connections: 10,
                     database_statement_timeout: Duration::from_secs(10),
                 },
@@ -218,6 +216,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// This app's own database.
+    pub fn database_url(&self) -> &str {
+        self.config.service.database.database_url.as_deref().expect("tests set DATABASE_URL")
     }
 
     /// Stops accepting and waits for in-flight requests, as on SIGTERM.

@@ -13,7 +13,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 /// Connects and applies pending migrations. sqlx holds a Postgres advisory lock while migrating,
 /// so api and worker starting at the same moment apply each migration once.
 pub async fn connect_and_migrate(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(&config.database_url)
+    let url = config.url()?;
+    let options = PgConnectOptions::from_str(url.expose())
         .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a Postgres URL: {e}"))?
         .options([("statement_timeout", format!("{}ms", config.database_statement_timeout.as_millis()))]);
     let pool = PgPoolOptions::new()

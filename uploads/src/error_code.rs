@@ -41,6 +41,7 @@ pub enum ErrorCode {
     UploadCompleting,
     UploadNotUploading,
     UploadNotCompleted,
+    ObjectCorrupt,
     ChunkNotDeclared,
     ChecksumConflict,
     ChunksMissing,

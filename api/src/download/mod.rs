@@ -1,6 +1,7 @@
 //! Downloads: the RFC 9110 range and conditional rules and the signed-link rules as pure modules, plus what
 //! every download shares.
 
+pub mod body;
 pub mod conditional;
 pub mod disposition;
 pub mod link;

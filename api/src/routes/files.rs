@@ -2,8 +2,6 @@
 //! from S3 as it arrives, or through a signed link. The rules live in [`crate::download`]; this module only
 //! wires them to HTTP.
 
-mod stream;
-
 use std::time::SystemTime;
 
 use axum::body::Body;
@@ -12,11 +10,12 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uploads::error_code::ErrorCode;
+use uploads::service::{CorruptObject, DownloadableFile};
 use uploads::storage::{PresignedRead, ReadMethod};
 use uuid::Uuid;
 
-use self::stream::{multipart_body, object_range, stream_body};
 use crate::auth::Caller;
+use crate::download::body;
 use crate::download::conditional::{self, Conditions, Precondition, Validators};
 use crate::download::disposition::{self, Disposition};
 use crate::download::link::{Link, LinkParams};
@@ -27,13 +26,16 @@ use crate::extract::{Path, Query};
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FileQuery {
     #[serde(default)]
     disposition: Disposition,
     /// Answer 302 to a presigned S3 URL instead of proxying the bytes.
     #[serde(default)]
     redirect: bool,
+    /// The owner (with a token, not a link) asks for an object the worker found corrupt, knowing it is.
+    #[serde(default)]
+    allow_corrupt: bool,
     /// A signed link's expiry (unix seconds) and signature; see [`crate::download::link`].
     expires: Option<String>,
     sig: Option<String>,
@@ -78,6 +80,8 @@ fn with_safe_origin(mut response: Response) -> Response {
     response
 }
 
+/// One straight road: who may read which file, then a redirect or the answer RFC 9110 gives for the
+/// request's conditions and range, then the bytes.
 async fn respond(
     state: &AppState,
     method: &Method,
@@ -87,41 +91,101 @@ async fn respond(
     range_header: Option<&str>,
 ) -> Result<Response, ApiError> {
     let now = SystemTime::now();
-    // A signed link is checked before anything is looked up: a forged one learns nothing about the id.
-    let link = state.links.verify(id, &query.link_params(), now)?;
-    // With a link, the link is the permission and no token is needed; without one, the caller must own it.
-    let uploads = &state.uploads;
-    let file = match &link {
-        Some(_) => uploads.downloadable(id).await?,
-        None => uploads.downloadable_by(&Caller::from_headers(state, headers).await?.0, id).await?,
-    };
+    let (file, link) = resolve_file(state, id, query, headers, now).await?;
     let media_type = disposition::served_media_type(&file.content_type);
     let content_type: &str = media_type.as_ref();
     let disposition = query.disposition.allowed_for(&media_type).header_value(&file.filename);
-    let cache_control = &state.downloads.cache_control;
     if query.redirect {
-        let options = PresignedRead {
-            method: if *method == Method::HEAD { ReadMethod::Head } else { ReadMethod::Get },
-            content_type,
-            content_disposition: &disposition,
-            cache_control: cache_control.to_str().unwrap_or_default(),
-            ttl: presign_ttl(state, link.as_ref(), now),
-        };
-        let presigned = uploads.presign_download(&file, options).await?;
-        return Ok(redirect(&presigned.url));
+        return redirect(state, method, &file, content_type, &disposition, link.as_ref(), now).await;
     }
 
-    let last_modified = SystemTime::from(file.last_modified);
-    let validators = Validators { etag: &file.etag, last_modified };
-    let mut common = HeaderMap::new();
-    common.insert(header::ETAG, header_value(&file.etag));
-    common.insert(header::LAST_MODIFIED, header_value(&httpdate::fmt_http_date(last_modified)));
-    common.insert(header::CACHE_CONTROL, cache_control.clone());
-    common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let mut headers_out = validator_headers(&file);
+    let honor_range = match evaluate_conditions(headers, &file) {
+        Precondition::Failed => return Ok(precondition_failed(headers_out)),
+        Precondition::NotModified => {
+            headers_out.insert(header::CACHE_CONTROL, state.downloads.cache_control.clone());
+            return Ok(with_headers(StatusCode::NOT_MODIFIED.into_response(), headers_out));
+        }
+        Precondition::Proceed { honor_range } => honor_range,
+    };
+    // Range handling is defined for GET only (RFC 9110 §14.2): HEAD describes the whole object.
+    let outcome = if *method == Method::GET && honor_range {
+        range::resolve(range_header, file.size)
+    } else {
+        RangeOutcome::Full
+    };
+    if outcome == RangeOutcome::Unsatisfiable {
+        return Ok(range_not_satisfiable(headers_out, file.size));
+    }
+
+    // Only a representation (or part of one) is cacheable as the file: not the 412 and 416 above.
+    headers_out.insert(header::CACHE_CONTROL, state.downloads.cache_control.clone());
+    headers_out.insert(header::CONTENT_DISPOSITION, header_value(&disposition));
+    if *method == Method::HEAD {
+        return Ok(body_response(StatusCode::OK, headers_out, header_value(content_type), file.size, Body::empty()));
+    }
+    open_body(state, file, outcome, content_type, headers_out).await
+}
+
+/// A signed link is checked before anything is looked up: a forged one learns nothing about the id. With a
+/// link, the link is the permission and no token is needed; without one, the caller must own the file.
+async fn resolve_file(
+    state: &AppState,
+    id: Uuid,
+    query: &FileQuery,
+    headers: &HeaderMap,
+    now: SystemTime,
+) -> Result<(DownloadableFile, Option<Link>), ApiError> {
+    let link = state.links.verify(id, &query.link_params(), now)?;
+    let file = match &link {
+        Some(_) => state.uploads.downloadable(id).await?,
+        None => {
+            let corrupt = if query.allow_corrupt { CorruptObject::Serve } else { CorruptObject::Refuse };
+            state.uploads.downloadable_by(&Caller::from_headers(state, headers).await?.0, id, corrupt).await?
+        }
+    };
+    Ok((file, link))
+}
+
+/// `302` to S3 itself, presigned for the request's method with the headers the API would have sent.
+async fn redirect(
+    state: &AppState,
+    method: &Method,
+    file: &DownloadableFile,
+    content_type: &str,
+    disposition: &str,
+    link: Option<&Link>,
+    now: SystemTime,
+) -> Result<Response, ApiError> {
+    let options = PresignedRead {
+        method: if *method == Method::HEAD { ReadMethod::Head } else { ReadMethod::Get },
+        content_type,
+        content_disposition: disposition,
+        cache_control: state.downloads.cache_control.to_str().unwrap_or_default(),
+        ttl: presign_ttl(state, link, now),
+    };
+    let presigned = state.uploads.presign_download(file, options).await?;
+    let headers = [
+        (header::LOCATION, header_value(&presigned.url)),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ];
+    Ok((StatusCode::FOUND, headers).into_response())
+}
+
+/// What every answer about the file carries, whatever its status: its validators and, once known, its digest.
+fn validator_headers(file: &DownloadableFile) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::ETAG, header_value(&file.etag));
+    headers.insert(header::LAST_MODIFIED, header_value(&httpdate::fmt_http_date(file.last_modified.into())));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Some(digest) = &file.repr_digest {
-        common.insert(REPR_DIGEST.clone(), header_value(digest));
+        headers.insert(REPR_DIGEST.clone(), header_value(digest));
     }
+    headers
+}
 
+/// RFC 9110 §13.2.2 against the file's recorded ETag and completion time: no S3 call.
+fn evaluate_conditions(headers: &HeaderMap, file: &DownloadableFile) -> Precondition {
     let (if_match, if_none_match) =
         (joined_value(headers, &header::IF_MATCH), joined_value(headers, &header::IF_NONE_MATCH));
     let conditions = Conditions {
@@ -131,42 +195,37 @@ async fn respond(
         if_unmodified_since: single_value(headers, &header::IF_UNMODIFIED_SINCE),
         if_range: single_value(headers, &header::IF_RANGE),
     };
-    let honor_range = match conditional::evaluate(&conditions, &validators) {
-        Precondition::Failed => {
-            let error = ApiError::request(
-                StatusCode::PRECONDITION_FAILED,
-                ErrorCode::PreconditionFailed,
-                "If-Match or If-Unmodified-Since does not hold for the current file",
-            );
-            return Ok(with_headers(error.into_response(), common));
-        }
-        Precondition::NotModified => return Ok(with_headers(StatusCode::NOT_MODIFIED.into_response(), common)),
-        Precondition::Proceed { honor_range } => honor_range,
-    };
+    conditional::evaluate(&conditions, &Validators { etag: &file.etag, last_modified: file.last_modified.into() })
+}
 
-    // Range handling is defined for GET only (RFC 9110 §14.2): HEAD describes the whole object.
-    let outcome = if *method == Method::GET && honor_range {
-        range::resolve(range_header, file.size)
-    } else {
-        RangeOutcome::Full
-    };
-    if outcome == RangeOutcome::Unsatisfiable {
-        let error = ApiError::request(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            ErrorCode::RangeNotSatisfiable,
-            format!("no requested range starts inside the file's {} bytes", file.size),
-        );
-        let mut response = with_headers(error.into_response(), common);
-        response.headers_mut().insert(header::CONTENT_RANGE, header_value(&format!("bytes */{}", file.size)));
-        return Ok(response);
-    }
+fn precondition_failed(headers: HeaderMap) -> Response {
+    let error = ApiError::request(
+        StatusCode::PRECONDITION_FAILED,
+        ErrorCode::PreconditionFailed,
+        "If-Match or If-Unmodified-Since does not hold for the current file",
+    );
+    with_headers(error.into_response(), headers)
+}
 
-    common.insert(header::CONTENT_DISPOSITION, header_value(&disposition));
-    let mut type_header = header_value(content_type);
-    if *method == Method::HEAD {
-        return Ok(body_response(StatusCode::OK, common, type_header, file.size, Body::empty()));
-    }
-    // Past this point bytes flow from S3: take a stream slot, which the body keeps until it is dropped.
+fn range_not_satisfiable(mut headers: HeaderMap, size: u64) -> Response {
+    let error = ApiError::request(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        ErrorCode::RangeNotSatisfiable,
+        format!("no requested range starts inside the file's {size} bytes"),
+    );
+    headers.insert(header::CONTENT_RANGE, header_value(&format!("bytes */{size}")));
+    with_headers(error.into_response(), headers)
+}
+
+/// Takes a stream slot (the body keeps it until dropped) and opens the bytes from S3 before answering, so a
+/// failure to start is still a 5xx.
+async fn open_body(
+    state: &AppState,
+    file: DownloadableFile,
+    outcome: RangeOutcome,
+    content_type: &str,
+    mut headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let slot = state.downloads.try_start_stream().ok_or_else(|| {
         ApiError::request(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -174,30 +233,28 @@ async fn respond(
             "too many downloads at once; retry",
         )
     })?;
-    let timeout = state.downloads.first_byte_timeout;
-    let (status, length, bytes) = match outcome {
+    let (uploads, timeout) = (&state.uploads, state.downloads.first_byte_timeout);
+    let (status, type_header, length, bytes) = match outcome {
         RangeOutcome::Full if file.size == 0 => {
-            return Ok(body_response(StatusCode::OK, common, type_header, 0, Body::empty()));
+            return Ok(body_response(StatusCode::OK, headers, header_value(content_type), 0, Body::empty()));
         }
-        RangeOutcome::Full => (StatusCode::OK, file.size, uploads.read(&file, None, timeout).await?),
+        RangeOutcome::Full => {
+            (StatusCode::OK, content_type.to_string(), file.size, uploads.read(&file, None, timeout).await?)
+        }
         RangeOutcome::Single(range) => {
-            let bytes = uploads.read(&file, Some(object_range(range)), timeout).await?;
-            common.insert(header::CONTENT_RANGE, header_value(&range.content_range(file.size)));
-            (StatusCode::PARTIAL_CONTENT, range.byte_count(), bytes)
+            let bytes = uploads.read(&file, Some(range), timeout).await?;
+            headers.insert(header::CONTENT_RANGE, header_value(&range.content_range(file.size)));
+            (StatusCode::PARTIAL_CONTENT, content_type.to_string(), range.byte_count(), bytes)
         }
         RangeOutcome::Multiple(ranges) => {
             let multipart = Multipart::new(Uuid::new_v4().simple().to_string(), content_type, file.size);
-            let length = multipart.content_length(&ranges);
-            type_header = header_value(&multipart.content_type());
-            (
-                StatusCode::PARTIAL_CONTENT,
-                length,
-                multipart_body(uploads.clone(), file, multipart, ranges, timeout).await?,
-            )
+            let (length, type_header) = (multipart.content_length(&ranges), multipart.content_type());
+            let bytes = body::multipart(uploads.clone(), file, multipart, ranges, timeout).await?;
+            (StatusCode::PARTIAL_CONTENT, type_header, length, bytes)
         }
-        RangeOutcome::Unsatisfiable => unreachable!("answered 416 above"),
+        RangeOutcome::Unsatisfiable => unreachable!("answered 416 before any body is opened"),
     };
-    Ok(body_response(status, common, type_header, length, stream_body(bytes, slot, length)))
+    Ok(body_response(status, headers, header_value(&type_header), length, body::streaming(bytes, slot, length)))
 }
 
 /// A presigned URL lives `DOWNLOAD_URL_TTL`, and never longer than the link it was reached through.
@@ -217,12 +274,6 @@ fn body_response(
     response.headers_mut().insert(header::CONTENT_TYPE, content_type);
     response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     response
-}
-
-fn redirect(url: &str) -> Response {
-    let headers =
-        [(header::LOCATION, header_value(url)), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
-    (StatusCode::FOUND, headers).into_response()
 }
 
 fn with_headers(mut response: Response, headers: HeaderMap) -> Response {

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uploads::service::CorruptObject;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -38,8 +39,9 @@ pub async fn create(
 ) -> Result<Json<LinkBody>, ApiError> {
     tracing::Span::current().record("upload_id", tracing::field::display(id));
     let lifetime = state.links.lifetime(body.expires_in)?;
-    // Only the upload's owner hands out links to it: another owner's upload is upload_not_found.
-    state.uploads.downloadable_by(&owner, id).await?;
+    // Only the upload's owner hands out links to it: another owner's upload is upload_not_found. A link never
+    // serves a corrupt object, so none is made for one.
+    state.uploads.downloadable_by(&owner, id, CorruptObject::Refuse).await?;
     let link = Link::new(id, body.disposition, SystemTime::now(), lifetime);
     let expires_at = DateTime::from_timestamp(i64::try_from(link.expires).unwrap_or(i64::MAX), 0).unwrap_or_default();
     Ok(Json(LinkBody { url: state.links.url(&link), expires_at }))

@@ -23,7 +23,7 @@ impl ApiProcess {
         let log_path = dir.join(format!("{name}-api.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(workspace_bin("api"))
-            .env("DATABASE_URL", &app.config.service.database.database_url)
+            .env("DATABASE_URL", app.database_url())
             .env("S3_ENDPOINT", &app.env.s3_endpoint)
             .env("S3_BUCKET", &app.config.service.s3.s3_bucket)
             .env("S3_FORCE_PATH_STYLE", "true")

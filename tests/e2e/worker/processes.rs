@@ -79,9 +79,9 @@ async fn spawn_stuck_worker_process(app: &TestApp, lease: &str) -> (tokio::proce
     let (proxy, endpoint) = ChaosProxy::in_front_of(s3.s3_endpoint.as_deref().unwrap()).await;
     proxy.stall();
     let child = tokio::process::Command::new(workspace_bin("worker"))
-        .env("DATABASE_URL", &app.config.service.database.database_url)
+        .env("DATABASE_URL", app.database_url())
         .env("S3_ENDPOINT", endpoint)
-        .env("S3_REGION", &s3.s3_region)
+        .env("S3_REGION", s3.s3_region.as_deref().unwrap())
         .env("S3_BUCKET", &s3.s3_bucket)
         .env("S3_FORCE_PATH_STYLE", "true")
         .env("S3_OPERATION_TIMEOUT", "1h")

@@ -151,6 +151,62 @@ async fn verification_records_verified_corrupt_and_computed_digests() {
     assert_nothing_left(&app).await;
 }
 
+#[tokio::test]
+async fn a_corrupt_object_is_refused_unless_its_owner_opts_in_and_never_attested() {
+    let app = TestApp::spawn().await;
+    let data = random_bytes(5 * MIB + 99);
+    let wrong = sha256_hex(b"not these bytes");
+    let id = upload_declared(&app, &data, 5 * MIB, Some(wrong.clone())).await;
+    // A link handed out while verification was pending must not serve the object once it is found corrupt.
+    let link = app.post_json(&format!("/v1/files/{id}/links"), &json!({})).await;
+    assert_eq!(link.status(), StatusCode::OK);
+    let link = link.json::<serde_json::Value>().await.unwrap()["url"].as_str().unwrap().to_string();
+    worker(&app, |_| {}).await.tick().await.unwrap();
+    assert_eq!(app.status(id, false).await["verification"]["state"], "corrupt");
+
+    let file = app.url(&format!("/v1/files/{id}"));
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for (request, what) in [
+        (app.http.get(&file), "GET"),
+        (app.http.get(&file).header("range", "bytes=0-9"), "a range"),
+        (app.http.get(format!("{file}?redirect=true")), "a redirect"),
+        (plain.get(&link), "the signed link"),
+        (plain.get(format!("{link}&allowCorrupt=true")), "the signed link opting in"),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CONFLICT, "{what}");
+        assert!(response.headers().get("repr-digest").is_none(), "{what}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "object_corrupt", "{what}: {body}");
+        assert_eq!(body["declaredSha256"], wrong.as_str(), "{what}");
+        assert_eq!(body["sha256"], sha256_hex(&data).as_str(), "{what}");
+    }
+    let head = app.http.head(&file).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::CONFLICT);
+    let again = app.post_json(&format!("/v1/files/{id}/links"), &json!({})).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT, "no new link to a corrupt object");
+
+    // The owner opts in and gets the stored bytes, with nothing that attests them against the declared digest.
+    for (range, expected) in [(None, &data[..]), (Some("bytes=10-19"), &data[10..20])] {
+        let mut request = app.http.get(format!("{file}?allowCorrupt=true"));
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        let response = request.send().await.unwrap();
+        assert!(response.status().is_success(), "{:?}: {}", range, response.status());
+        assert!(response.headers().get("repr-digest").is_none(), "{:?}: {:?}", range, response.headers());
+        assert_eq!(response.bytes().await.unwrap(), expected);
+    }
+    let redirect = plain
+        .get(format!("{file}?allowCorrupt=true&redirect=true"))
+        .bearer_auth(app.token_for(TestApp::OWNER))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), StatusCode::FOUND);
+    assert_nothing_left(&app).await;
+}
+
 /// As if the API died between S3 and the database: `completing`, CompleteMultipartUpload perhaps sent, its lease
 /// lapsed longer ago than the threshold.
 async fn strand_in_completing(app: &TestApp, id: Uuid) {

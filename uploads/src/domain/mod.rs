@@ -1,5 +1,6 @@
 //! The upload domain: values that can only be valid, the chunk plan and the state machine.
 
+mod byte_range;
 mod chunk_plan;
 mod idempotency_key;
 mod index_ranges;
@@ -10,6 +11,7 @@ mod sha256;
 mod state;
 mod verification;
 
+pub use byte_range::ByteRange;
 pub use chunk_plan::{ChunkPlan, ChunkPlanError, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE};
 pub use idempotency_key::{IdempotencyKey, IdempotencyKeyError, MAX_IDEMPOTENCY_KEY_LEN};
 pub use index_ranges::IndexRanges;

@@ -66,9 +66,12 @@ impl UploadRecord {
         self.object_sha256.as_deref().and_then(Sha256Digest::from_slice)
     }
 
-    /// The `Repr-Digest` header value (RFC 9530) for a download, once the object's digest is known.
+    /// The `Repr-Digest` header value (RFC 9530) for a download, once the object's digest is known and agrees
+    /// with what was declared: a corrupt object's digest would attest bytes the uploader never sent.
     pub fn repr_digest(&self) -> Option<String> {
-        self.object_sha256().map(|digest| format!("sha-256=:{}:", digest.to_base64()))
+        let vouched =
+            matches!(self.verification_state, Some(VerificationState::Verified | VerificationState::Computed));
+        vouched.then(|| self.object_sha256()).flatten().map(|digest| format!("sha-256=:{}:", digest.to_base64()))
     }
 
     /// Past its deadline, whether or not the worker has marked it yet.

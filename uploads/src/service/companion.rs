@@ -7,7 +7,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::validation::{invalid, validate_content_type, validate_etag, validate_filename, validate_metadata};
-use super::{UploadError, Uploads, gone_check, sweep};
+use super::{UploadError, Uploads, gone_check};
 use crate::domain::{ChunkPlan, MAX_CHUNK_SIZE, MAX_CHUNKS, Owner, UploadKind, UploadState};
 use crate::error_code::ErrorCode;
 use crate::repository::{Insertion, ListedPart, NewUpload, UploadRecord};
@@ -79,7 +79,7 @@ impl Uploads {
         if usage.uploads as u64 >= limits.max_uploads {
             return Err(UploadError::TooManyActiveUploads { limit: limits.max_uploads, active: usage.uploads });
         }
-        let object_key = client_object_key(&filename, id);
+        let object_key = client_object_key(self.storage.key_prefix(), &filename, id);
         let s3_upload_id = match kind {
             UploadKind::Multipart => {
                 Some(self.storage.create_unchecked_multipart_upload(&object_key, &content_type).await?)
@@ -283,10 +283,10 @@ impl Uploads {
     }
 }
 
-/// `uploads/<filename>-<id>`: the name keeps the object recognisable in the bucket, the id at the end lets
+/// `<S3_KEY_PREFIX><filename>-<id>`: the name keeps the object recognisable in the bucket, the id at the end lets
 /// whoever holds the key (Uppy reports only the key after a POST) find the upload. A `/` in the name would
 /// make a folder of it, and is replaced.
-pub fn client_object_key(filename: &str, id: Uuid) -> String {
+pub fn client_object_key(prefix: &str, filename: &str, id: Uuid) -> String {
     let mut name: String = filename.chars().map(|c| if c == '/' || c == '\\' { '_' } else { c }).collect();
     if name.len() > KEY_NAME_BYTES {
         let mut end = KEY_NAME_BYTES;
@@ -295,7 +295,7 @@ pub fn client_object_key(filename: &str, id: Uuid) -> String {
         }
         name.truncate(end);
     }
-    format!("{}{name}-{id}", sweep::OBJECT_KEY_PREFIX)
+    format!("{prefix}{name}-{id}")
 }
 
 /// The upload id a Companion object key ends in.
@@ -316,10 +316,10 @@ mod tests {
             ("a/b\\c", "uploads/a_b_c-01a2088e-f7d1-737b-9b97-67fc3c09d39b"),
         ];
         for (filename, key) in table {
-            assert_eq!(client_object_key(filename, id), key);
+            assert_eq!(client_object_key("uploads/", filename, id), key);
             assert_eq!(upload_id_of_key(key), Some(id));
         }
-        let long = client_object_key(&"é".repeat(300), id);
+        let long = client_object_key("uploads/", &"é".repeat(300), id);
         assert_eq!(long.len(), "uploads/".len() + 200 + 1 + 36);
         assert_eq!(upload_id_of_key(&long), Some(id));
         assert_eq!(upload_id_of_key("uploads/x"), None);

@@ -6,9 +6,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
 use super::{UploadError, Uploads, gone_check};
-use crate::domain::{Owner, UploadState};
+use crate::domain::{ByteRange, Owner, UploadState, VerificationState};
 use crate::repository::UploadRecord;
-use crate::storage::{ObjectRange, ObjectStream, PresignedRead, PresignedRequest, StorageError};
+use crate::storage::{ObjectStream, PresignedRead, PresignedRequest, StorageError};
 
 /// A completed upload, described as the representation a GET returns.
 #[derive(Debug, Clone)]
@@ -26,26 +26,51 @@ pub struct DownloadableFile {
     pub repr_digest: Option<String>,
 }
 
+/// Whether a download may serve an object the worker found `corrupt` (its bytes are not the ones declared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CorruptObject {
+    /// Answer `object_corrupt`: what a client fetches must be what was uploaded.
+    Refuse,
+    /// The owner asked for the bytes anyway, knowing (to inspect or salvage them).
+    Serve,
+}
+
 impl Uploads {
     /// The completed upload `id`, whoever owns it: for a request that proved its right to the file otherwise
-    /// (a signed link). Unknown, gone (aborted, expired) and unfinished uploads are errors.
+    /// (a signed link). Unknown, gone (aborted, expired), unfinished and corrupt uploads are errors: only the
+    /// owner may opt in to corrupt bytes.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
     pub async fn downloadable(&self, id: Uuid) -> Result<DownloadableFile, UploadError> {
-        self.file_of(self.repo.find_upload(id).await?).await
+        self.file_of(self.repo.find_upload(id).await?, CorruptObject::Refuse).await
     }
 
     /// The completed upload `id` if `owner` owns it; another owner's file is as unknown as a missing one.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn downloadable_by(&self, owner: &Owner, id: Uuid) -> Result<DownloadableFile, UploadError> {
-        self.file_of(self.repo.find_owned_upload(id, owner).await?).await
+    pub async fn downloadable_by(
+        &self,
+        owner: &Owner,
+        id: Uuid,
+        corrupt: CorruptObject,
+    ) -> Result<DownloadableFile, UploadError> {
+        self.file_of(self.repo.find_owned_upload(id, owner).await?, corrupt).await
     }
 
-    async fn file_of(&self, upload: Option<UploadRecord>) -> Result<DownloadableFile, UploadError> {
+    async fn file_of(
+        &self,
+        upload: Option<UploadRecord>,
+        corrupt: CorruptObject,
+    ) -> Result<DownloadableFile, UploadError> {
         let upload = upload.ok_or(UploadError::NotFound)?;
         gone_check(&upload, Utc::now())?;
         let upload = self.settle_form_post(upload).await?;
         if upload.state != UploadState::Completed {
             return Err(UploadError::NotCompleted(upload.state));
+        }
+        if upload.verification_state == Some(VerificationState::Corrupt) && corrupt == CorruptObject::Refuse {
+            return Err(UploadError::ObjectCorrupt {
+                declared: upload.declared_sha256(),
+                stored: upload.object_sha256(),
+            });
         }
         let etag = match upload.etag.clone() {
             Some(etag) if !etag.is_empty() => etag,
@@ -69,7 +94,7 @@ impl Uploads {
     pub async fn read(
         &self,
         file: &DownloadableFile,
-        range: Option<ObjectRange>,
+        range: Option<ByteRange>,
         first_byte_timeout: Duration,
     ) -> Result<ObjectStream, UploadError> {
         Ok(self.storage().get_object(&file.object_key, range, &file.etag, first_byte_timeout).await?)

@@ -25,7 +25,7 @@ mod verification;
 pub use companion::{ClientUpload, client_object_key, upload_id_of_key};
 pub use completion::Recovery;
 pub use creation::{CreateUpload, Created};
-pub use downloads::DownloadableFile;
+pub use downloads::{CorruptObject, DownloadableFile};
 pub use listing::{DEFAULT_PAGE_SIZE, ListUploads, MAX_PAGE_SIZE, UploadPage};
 pub use sweep::{SweepReport, SweepSettings};
 
@@ -77,6 +77,11 @@ pub enum UploadError {
     TaskFailed(String),
     #[error("the upload is {}: only completed uploads can be downloaded", .0.as_str())]
     NotCompleted(UploadState),
+    #[error(
+        "the stored object does not match the SHA-256 (or size) declared when the upload was created; \
+         its owner may still fetch it with ?allowCorrupt=true"
+    )]
+    ObjectCorrupt { declared: Option<Sha256Digest>, stored: Option<Sha256Digest> },
     #[error("{active} of the {limit} uploads one owner may have are in progress: complete or abort one first")]
     TooManyActiveUploads { limit: u64, active: i64 },
     #[error("uploads in progress hold {active} of the {limit} bytes one owner may have: complete or abort one first")]
@@ -130,8 +135,10 @@ impl Uploads {
 
     /// Connects to Postgres (applying pending migrations) and S3, as each binary does at startup.
     pub async fn connect(config: &ServiceConfig) -> anyhow::Result<Self> {
+        // Configuration first: a contradiction is reported without waiting for a database.
+        config.s3.check()?;
         let pool = crate::db::connect_and_migrate(&config.database).await?;
-        let storage = Storage::connect(&config.s3).await;
+        let storage = Storage::connect(&config.s3).await?;
         Ok(Self::new(Repository::new(pool), storage, config.policy.clone()))
     }
 

@@ -8,8 +8,6 @@ use chrono::Utc;
 
 use super::{UploadError, Uploads};
 
-/// Where the service keeps its objects (`uploads/<id>`); the sweep leaves other keys of the bucket alone.
-pub const OBJECT_KEY_PREFIX: &str = "uploads/";
 /// Ids per query when asking the database which multipart uploads are live (one ListMultipartUploads page).
 const LIVE_LOOKUP_BATCH: usize = 1000;
 
@@ -51,10 +49,11 @@ impl Uploads {
         Ok(report)
     }
 
-    /// Aborts every multipart upload under our prefix that no live row owns and that is older than `UPLOAD_TTL`
+    /// Aborts every multipart upload under `S3_KEY_PREFIX` (another service's prefix in the same bucket is not
+    /// ours to judge) that no live row owns and that is older than `UPLOAD_TTL`
     /// (younger ones may belong to a row being inserted). Returns how many were seen and aborted.
     pub async fn abort_orphans(&self) -> Result<(usize, usize), UploadError> {
-        let open = self.storage.list_multipart_uploads(OBJECT_KEY_PREFIX).await?;
+        let open = self.storage.list_multipart_uploads(self.storage.key_prefix()).await?;
         let seen = open.len();
         let cutoff = Utc::now() - self.policy.upload_ttl;
         let old: Vec<_> = open.into_iter().filter(|u| u.initiated.is_some_and(|at| at <= cutoff)).collect();

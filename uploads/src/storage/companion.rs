@@ -65,7 +65,18 @@ impl Storage {
     pub async fn presign_post(&self, policy: PostPolicy<'_>) -> Result<PresignedPost, StorageError> {
         let credentials = self.signing_credentials().await?;
         let now = SystemTime::now();
-        let fields = post_fields(&credentials, &self.region, &self.bucket, policy, now);
+        // A form POST makes the object as PutObject would: with the configured encryption and storage class.
+        let mut settings = Vec::new();
+        if let Some(sse) = &self.new_objects.sse {
+            settings.push(("x-amz-server-side-encryption".to_string(), sse.as_str().to_string()));
+        }
+        if let Some(key_id) = &self.new_objects.sse_kms_key_id {
+            settings.push(("x-amz-server-side-encryption-aws-kms-key-id".to_string(), key_id.clone()));
+        }
+        if let Some(class) = &self.new_objects.storage_class {
+            settings.push(("x-amz-storage-class".to_string(), class.as_str().to_string()));
+        }
+        let fields = post_fields(&credentials, &self.region, &self.bucket, policy, &settings, now);
         Ok(PresignedPost { url: self.bucket_url().await?, fields, expires_at: DateTime::<Utc>::from(now + policy.ttl) })
     }
 
@@ -91,6 +102,7 @@ fn post_fields(
     region: &str,
     bucket: &str,
     policy: PostPolicy<'_>,
+    settings: &[(String, String)],
     now: SystemTime,
 ) -> Vec<(String, String)> {
     let at = DateTime::<Utc>::from(now);
@@ -100,10 +112,13 @@ fn post_fields(
         ("key".to_string(), policy.key.to_string()),
         // `Content-Type`, not `content-type`: LocalStack takes the stored type from this exact field name.
         ("Content-Type".to_string(), policy.content_type.to_string()),
+    ];
+    fields.extend_from_slice(settings);
+    fields.extend([
         ("x-amz-algorithm".to_string(), "AWS4-HMAC-SHA256".to_string()),
         ("x-amz-credential".to_string(), credential),
         ("x-amz-date".to_string(), date),
-    ];
+    ]);
     if let Some(token) = &credentials.session_token {
         fields.push(("x-amz-security-token".to_string(), token.clone()));
     }
@@ -155,13 +170,15 @@ mod tests {
             ttl: Duration::from_secs(600),
         };
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_126_400);
-        let fields = post_fields(&credentials, "eu-west-1", "bucket", policy, now);
+        let settings = [("x-amz-storage-class".to_string(), "STANDARD_IA".to_string())];
+        let fields = post_fields(&credentials, "eu-west-1", "bucket", policy, &settings, now);
         let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
             [
                 "key",
                 "Content-Type",
+                "x-amz-storage-class",
                 "x-amz-algorithm",
                 "x-amz-credential",
                 "x-amz-date",
@@ -178,7 +195,7 @@ mod tests {
         let conditions = document["conditions"].as_array().unwrap();
         assert!(conditions.contains(&json!({"bucket": "bucket"})));
         assert!(conditions.contains(&json!(["content-length-range", 0, 5u64 << 30])));
-        for (name, value) in &fields[..6] {
+        for (name, value) in &fields[..7] {
             assert!(conditions.contains(&json!({ name: value })), "{name}");
         }
         assert_eq!(field("x-amz-signature"), sign_policy("secret", now, "eu-west-1", &field("policy")));

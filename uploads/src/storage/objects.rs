@@ -11,18 +11,11 @@ use futures::Stream;
 use sha2::Digest;
 
 use super::{PresignedRequest, Storage, StorageError};
-use crate::domain::Sha256Digest;
+use crate::domain::{ByteRange, Sha256Digest};
 
 /// An object's bytes as S3 sends them, chunk by chunk; nothing is buffered beyond the chunk in hand.
 /// Dropping it closes the S3 connection, which is how a client's disconnect cancels the read.
 pub type ObjectStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
-
-/// An inclusive byte range `first..=last` of an object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ObjectRange {
-    pub first: u64,
-    pub last: u64,
-}
 
 /// A whole object's SHA-256 and the number of bytes hashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +48,7 @@ impl Storage {
     pub async fn get_object(
         &self,
         key: &str,
-        range: Option<ObjectRange>,
+        range: Option<ByteRange>,
         etag: &str,
         first_byte_timeout: Duration,
     ) -> Result<ObjectStream, StorageError> {
@@ -64,7 +57,7 @@ impl Storage {
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .set_range(range.map(|r| format!("bytes={}-{}", r.first, r.last)))
+            .set_range(range.as_ref().map(ByteRange::to_header))
             .if_match(etag)
             .send();
         let out = tokio::time::timeout(first_byte_timeout, request)
@@ -83,7 +76,7 @@ impl Storage {
         // GetObject and HeadObject take the same options through builders of different types.
         macro_rules! presign {
             ($operation:ident) => {
-                self.client
+                self.presigner
                     .$operation()
                     .bucket(&self.bucket)
                     .key(key)

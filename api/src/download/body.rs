@@ -7,22 +7,22 @@ use axum::body::Body;
 use futures::{StreamExt, TryStreamExt, stream};
 use tokio::sync::OwnedSemaphorePermit;
 use uploads::service::{DownloadableFile, Uploads};
-use uploads::storage::{ObjectRange, ObjectStream};
+use uploads::storage::ObjectStream;
 
-use crate::download::multipart::Multipart;
-use crate::download::range::ByteRange;
+use super::multipart::Multipart;
+use super::range::ByteRange;
 use crate::error::ApiError;
 
 /// Each part is its own ranged GetObject, opened when the previous part is sent. The first is opened before
 /// answering, so an S3 failure still becomes a 5xx instead of a truncated 206.
-pub(super) async fn multipart_body(
+pub async fn multipart(
     uploads: Uploads,
     file: DownloadableFile,
     multipart: Multipart,
     ranges: Vec<ByteRange>,
     timeout: Duration,
 ) -> Result<ObjectStream, ApiError> {
-    let first = uploads.read(&file, Some(object_range(ranges[0])), timeout).await?;
+    let first = uploads.read(&file, Some(ranges[0]), timeout).await?;
     let head = stream::once(std::future::ready(Ok(multipart.part_header(0, &ranges[0])))).chain(first);
     let closing = stream::once(std::future::ready(Ok(multipart.closing())));
     let later_parts: Vec<(usize, ByteRange)> = ranges.into_iter().enumerate().skip(1).collect();
@@ -30,8 +30,7 @@ pub(super) async fn multipart_body(
         .then(move |(index, range)| {
             let (uploads, file, header) = (uploads.clone(), file.clone(), multipart.part_header(index, &range));
             async move {
-                let bytes =
-                    uploads.read(&file, Some(object_range(range)), timeout).await.map_err(std::io::Error::other)?;
+                let bytes = uploads.read(&file, Some(range), timeout).await.map_err(std::io::Error::other)?;
                 Ok::<_, std::io::Error>(stream::once(std::future::ready(Ok(header))).chain(bytes))
             }
         })
@@ -42,7 +41,7 @@ pub(super) async fn multipart_body(
 /// The body that streams S3's bytes while holding the download slot. An error after the first byte ends the
 /// response early: the connection closes, which is how HTTP/1.1 signals truncation, and the client resumes
 /// with a Range request.
-pub(super) fn stream_body(bytes: ObjectStream, slot: OwnedSemaphorePermit, length: u64) -> Body {
+pub fn streaming(bytes: ObjectStream, slot: OwnedSemaphorePermit, length: u64) -> Body {
     let mut progress = Progress { _slot: slot, length, sent: 0, span: tracing::Span::current() };
     Body::from_stream(bytes.map(move |chunk| {
         let chunk = chunk.inspect_err(|err| {
@@ -69,8 +68,4 @@ impl Drop for Progress {
             self.span.in_scope(|| tracing::info!(sent, length, "download ended early; S3 read cancelled"));
         }
     }
-}
-
-pub(super) fn object_range(range: ByteRange) -> ObjectRange {
-    ObjectRange { first: range.start, last: range.end }
 }
