@@ -318,3 +318,34 @@ async fn no_capability_reaches_the_log_even_at_trace_level() {
         assert!(!log.contains(signature), "a capability is in {}", api.log_path.display());
     }
 }
+
+/// Uppy retries nothing itself, but a page can complete twice (a retry button, two tabs): racing completes of a
+/// Companion upload are our completion's, one assembly whoever wins, the same answer for all.
+#[tokio::test]
+async fn racing_companion_completes_assemble_once_and_agree() {
+    let app = TestApp::spawn().await;
+    let endpoint = endpoint_for(&app, TestApp::OWNER).await;
+    let (_, created) =
+        call(&app, reqwest::Method::POST, &format!("{endpoint}/s3/multipart"), Some(json!({ "filename": "race.bin" })))
+            .await;
+    let (id, key) = (created["uploadId"].as_str().unwrap().to_string(), created["key"].as_str().unwrap().to_string());
+    let data = random_bytes(5 * MIB + 1);
+    let mut parts = Vec::new();
+    for (n, chunk) in data.chunks(5 * MIB).enumerate() {
+        let (_, signed) = get(&app, &format!("{endpoint}/s3/multipart/{id}/{}?key={}", n + 1, form(&key))).await;
+        let etag = put_part(&app, signed["url"].as_str().unwrap(), chunk.to_vec()).await;
+        parts.push(json!({ "PartNumber": n + 1, "ETag": etag }));
+    }
+    let url = format!("{endpoint}/s3/multipart/{id}/complete?key={}", form(&key));
+    let before = app.state.uploads.storage().calls().get(uploads::storage::S3Operation::CompleteMultipartUpload);
+    let racers = (0..8).map(|_| call(&app, reqwest::Method::POST, &url, Some(json!({ "parts": parts }))));
+    let answers = futures::future::join_all(racers).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["key"], key.as_str());
+    }
+    let after = app.state.uploads.storage().calls().get(uploads::storage::S3Operation::CompleteMultipartUpload);
+    assert_eq!(after - before, 1, "one CompleteMultipartUpload for 8 racing completes");
+    let response = app.get(&format!("/v1/files/{id}")).await;
+    assert!(response.bytes().await.unwrap() == data);
+}
