@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test`: lint, then the whole suite (unit + end-to-end) against a throwaway Postgres and LocalStack
+# `make test`: lint, then the whole suite (unit + end-to-end), then schemathesis against a throwaway Postgres and LocalStack
 # on free ports. Both are stopped whatever happens; the exit code is the suite's.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -50,3 +50,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+
+echo "== contract (schemathesis against openapi.yaml)"
+"$ROOT/scripts/schemathesis.sh"

@@ -131,8 +131,8 @@ fn upload_error_body(err: &UploadError) -> Body {
             }
         }
         E::ChunkOutOfRange { total_chunks, .. } => {
-            Body::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::ChunkIndexOutOfRange, message)
-                .with("totalChunks", total_chunks)
+            // The index is well formed but names no chunk of this upload's plan: a conflict with its state.
+            Body::new(StatusCode::CONFLICT, ErrorCode::ChunkIndexOutOfRange, message).with("totalChunks", total_chunks)
         }
         E::PartNumberOutOfRange => Body::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidPartNumber, message),
         E::PartsDiffer { .. } => Body::new(StatusCode::CONFLICT, ErrorCode::PartListMismatch, message),

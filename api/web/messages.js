@@ -82,7 +82,6 @@ const MESSAGES = {
   invalid_part_number: PAGE_BUG,
   empty_batch: PAGE_BUG,
   batch_too_large: PAGE_BUG,
-  duplicate_chunk_index: PAGE_BUG,
   invalid_expires_in: (b) => `The service gives links of at most ${formatDuration(b.maxExpiresIn ?? 0)}.`,
   invalid_limit: PAGE_BUG,
   invalid_cursor: 'The list changed format; reload the page.',

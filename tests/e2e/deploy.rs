@@ -218,3 +218,32 @@ fn the_readme_iam_policies_allow_every_s3_call_of_the_code() {
     // Least privilege: only the worker's sweep lists multipart uploads.
     assert!(!api.iter().any(|a| a == "s3:ListBucketMultipartUploads"));
 }
+
+/// Docker and Kubernetes hand secrets over as files: the database URL and the link key work that way too, and
+/// no configuration dump shows a secret.
+#[tokio::test]
+async fn secrets_come_from_files_and_no_config_dump_shows_one() {
+    let dir = std::env::temp_dir().join(format!("secrets-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (database_file, key_file) = (dir.join("database-url"), dir.join("link-key"));
+    let app = e2e::TestApp::spawn_with(|c| {
+        let url = c.service.database.database_url.take().unwrap();
+        std::fs::write(&database_file, format!("{url}\n")).unwrap();
+        c.service.database.database_url_file = Some(database_file.clone());
+        let key = c.links.link_signing_key.take().unwrap();
+        std::fs::write(&key_file, format!("{}\n", key.expose())).unwrap();
+        c.links.link_signing_key_file = Some(key_file.clone());
+    })
+    .await;
+    let id = app.upload_file(b"from files", 5 * 1024 * 1024).await;
+    let status = app.status(id, false).await;
+    assert_eq!(status["state"], "completed");
+    let link = status["downloadUrl"].as_str().expect("a signed download link").to_string();
+    assert_eq!(app.plain.get(&link).send().await.unwrap().bytes().await.unwrap(), &b"from files"[..]);
+
+    let dump = format!("{:?}", app.config);
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    let jwt = app.jwt_secret().map(|s| String::from_utf8(s.to_vec()).unwrap()).unwrap();
+    assert!(!dump.contains(key.trim()) && !dump.contains(&jwt), "a secret in {dump}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

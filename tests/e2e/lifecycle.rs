@@ -269,7 +269,7 @@ async fn a_zero_byte_upload_is_one_empty_object() {
     let (code, body) =
         answer(app.post_json(&format!("/v1/uploads/{id}/chunks/0/url"), &json!({ "sha256": sha256_hex(b"") })).await)
             .await;
-    assert_eq!((code, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("chunk_index_out_of_range")));
+    assert_eq!((code, body["code"].as_str()), (StatusCode::CONFLICT, Some("chunk_index_out_of_range")));
 
     let (code, completed) = answer(app.complete(id).await).await;
     assert_eq!(code, StatusCode::OK, "{completed}");

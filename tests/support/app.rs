@@ -8,9 +8,11 @@ use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
 use tokio::sync::oneshot;
-use uploads::config::{DatabaseConfig, LogConfig, LogFormat, S3Config, ServiceConfig, UploadPolicy};
+use uploads::config::{DatabaseConfig, LogConfig, LogFormat, S3Config, ServiceConfig, UploadPolicy, WebhookConfig};
 use uploads::storage::Storage;
 use uuid::Uuid;
+
+use crate::contract::{self, Violations};
 
 /// Where `make test` (or `make services`) put the shared Postgres and LocalStack.
 #[derive(Debug, Clone)]
@@ -89,6 +91,8 @@ pub struct TestApp {
     pub pool: PgPool,
     pub storage: Storage,
     stop: Option<oneshot::Sender<()>>,
+    /// Answers that openapi.yaml does not describe; the test fails with them when the app is dropped.
+    pub contract_violations: Violations,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -126,6 +130,7 @@ impl TestApp {
                     max_active_bytes: 10 * 1024 * 1024 * 1024 * 1024,
                 },
                 log: LogConfig { log_format: LogFormat::Pretty },
+                webhooks: WebhookConfig::default(),
             },
             downloads: DownloadConfig::default(),
             links: LinkConfig {
@@ -155,7 +160,10 @@ impl TestApp {
         let state = api::build_state(&config).await.expect("api state");
         let pool = state.uploads.repository().pool().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(api::serve(listener, api::app(state.clone()), async move {
+        let contract_violations = Violations::default();
+        let mut served = api::app(state.clone());
+        served.router = contract::checked(served.router, contract_violations.clone());
+        let server = tokio::spawn(api::serve(listener, served, async move {
             let _ = stopped.await;
         }));
         let mut app = Self {
@@ -170,6 +178,7 @@ impl TestApp {
             storage,
             stop: Some(stop),
             server: Some(server),
+            contract_violations,
         };
         if app.config.auth.auth == AuthMode::Jwt {
             app.token = app.token_for(Self::OWNER);
@@ -260,7 +269,8 @@ impl TestApp {
         let state = api::build_state(&config).await.expect("sibling state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
-        let server = tokio::spawn(api::serve(listener, api::router(state), std::future::pending()));
+        let router = contract::checked(api::router(state), self.contract_violations.clone());
+        let server = tokio::spawn(api::serve(listener, router, std::future::pending()));
         Sibling { base_url, server }
     }
 }
@@ -281,6 +291,11 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        // A second panic while unwinding would abort the whole test process: the first failure says enough.
+        let violations = std::mem::take(&mut *self.contract_violations.lock().expect("violations"));
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!("answers that openapi.yaml does not describe:\n{}", violations.join("\n"));
         }
     }
 }

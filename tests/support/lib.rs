@@ -3,6 +3,7 @@
 
 mod app;
 mod chaos;
+pub mod contract;
 mod http;
 
 pub use app::{Sibling, TestApp, TestEnv};

@@ -23,6 +23,8 @@ pub struct ServiceConfig {
     pub policy: UploadPolicy,
     #[command(flatten)]
     pub log: LogConfig,
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
 }
 
 /// Where the database lives.
@@ -118,6 +120,61 @@ pub struct UploadPolicy {
 impl UploadPolicy {
     pub fn active_limits(&self) -> crate::repository::ActiveLimits {
         crate::repository::ActiveLimits { max_uploads: self.max_active_uploads, max_bytes: self.max_active_bytes }
+    }
+}
+
+/// Where upload events are POSTed. Read by both binaries: the api and the worker record events in the
+/// transaction of the state change, the worker delivers them.
+#[derive(Clone, Args)]
+pub struct WebhookConfig {
+    /// The receiver's URL (http or https); unset means no events are recorded or sent.
+    #[arg(long, env = "WEBHOOK_URL", value_name = "WEBHOOK_URL", hide_env_values = true)]
+    pub webhook_url: Option<String>,
+
+    /// The signing secret: `whsec_<base64>` (Standard Webhooks) or any string of at least 24 bytes.
+    #[arg(
+        long,
+        env = "WEBHOOK_SECRET",
+        value_name = "WEBHOOK_SECRET",
+        hide_env_values = true,
+        conflicts_with = "webhook_secret_file"
+    )]
+    pub webhook_secret: Option<Secret>,
+
+    /// A file holding the signing secret (surrounding whitespace is ignored).
+    #[arg(long, env = "WEBHOOK_SECRET_FILE", value_name = "WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<std::path::PathBuf>,
+
+    /// Longest one delivery may take, connecting included; only a 2xx within it counts as delivered.
+    #[arg(long, env = "WEBHOOK_TIMEOUT", value_name = "WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub webhook_timeout: Duration,
+
+    /// An event still undelivered this long after it happened is dead: tried no more, kept for an operator.
+    #[arg(long, env = "WEBHOOK_MAX_AGE", value_name = "WEBHOOK_MAX_AGE", default_value = "3d", value_parser = parse_positive_duration)]
+    pub webhook_max_age: Duration,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry credentials (userinfo, a token in its query): only whether it is set is shown.
+        f.debug_struct("WebhookConfig")
+            .field("webhook_url", &self.webhook_url.as_ref().map(|_| "(set)"))
+            .field("webhook_secret", &self.webhook_secret)
+            .field("webhook_secret_file", &self.webhook_secret_file)
+            .field("webhook_timeout", &self.webhook_timeout)
+            .field("webhook_max_age", &self.webhook_max_age)
+            .finish()
+    }
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            webhooks: WebhookConfig,
+        }
+        Defaults::parse_from(["defaults"]).webhooks
     }
 }
 

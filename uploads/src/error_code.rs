@@ -65,7 +65,6 @@ pub enum ErrorCode {
     InvalidPartNumber,
     EmptyBatch,
     BatchTooLarge,
-    DuplicateChunkIndex,
     InvalidExpiresIn,
     InvalidLimit,
     InvalidCursor,

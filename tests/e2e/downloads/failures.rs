@@ -1,7 +1,7 @@
 //! Downloads when things go wrong: the stream limit, a client that leaves, S3 failing before and after the
 //! first byte.
 
-use e2e::{TestApp, random_bytes};
+use e2e::{ChaosProxy, TestApp, random_bytes};
 use reqwest::{Response, StatusCode};
 use uuid::Uuid;
 
@@ -134,4 +134,41 @@ async fn an_s3_failure_after_the_first_byte_closes_the_connection() {
     assert!(received > header_end && received < promised, "{received} of {promised} bytes before the cut");
     assert!(body[..header_end].starts_with(b"--"));
     assert_eq!(body[header_end..], data[..received - header_end]);
+}
+
+/// The read client runs without the SDK's stalled-stream protection: the service's own stall timer must end a
+/// body whose S3 read goes silent mid-object, rather than leave the client waiting forever.
+#[tokio::test]
+async fn s3_going_silent_mid_body_ends_the_download_with_a_closed_connection() {
+    let app = TestApp::spawn().await;
+    let data = random_bytes(40 * MIB);
+    let id = app.upload_file(&data, 20 * MIB as u64).await;
+    let (proxy, endpoint) = ChaosProxy::in_front_of(app.config.service.s3.s3_endpoint.as_deref().unwrap()).await;
+    let mut config = app.config.clone();
+    config.service.s3.s3_endpoint = Some(endpoint);
+    config.downloads.s3_first_byte_timeout = std::time::Duration::from_secs(2);
+    let state = api::build_state(&config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/files/{id}", listener.local_addr().unwrap());
+    let server = tokio::spawn(api::serve(listener, api::router(state), std::future::pending()));
+
+    let mut response = app.http.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut received = response.chunk().await.unwrap().expect("a first chunk").len();
+    proxy.stall();
+    // A guard against hanging the suite, far beyond the 2 s stall limit; not a measurement.
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(90), async {
+        loop {
+            match response.chunk().await {
+                Ok(Some(bytes)) => received += bytes.len(),
+                Ok(None) => break Ok(()),
+                Err(err) => break Err(err),
+            }
+        }
+    })
+    .await
+    .expect("the download was left hanging after S3 went silent");
+    assert!(outcome.is_err(), "the body ended cleanly after {received} of {} bytes", data.len());
+    assert!(received < data.len(), "{received} bytes");
+    server.abort();
 }

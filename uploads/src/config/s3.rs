@@ -11,13 +11,13 @@ use super::parse_positive_duration;
 #[derive(Debug, Clone, Args)]
 pub struct S3Config {
     /// S3 endpoint URL the service calls; unset means AWS's default resolution.
-    #[arg(long, env = "S3_ENDPOINT", value_name = "S3_ENDPOINT")]
+    #[arg(long, env = "S3_ENDPOINT", value_name = "S3_ENDPOINT", value_parser = parse_endpoint)]
     pub s3_endpoint: Option<String>,
 
     /// Endpoint URL that presigned URLs are signed for: the address clients reach S3 at, when it differs from
     /// the one the service uses (`http://minio:9000` inside compose is not what a browser reaches). Unset: the
     /// same as `S3_ENDPOINT`.
-    #[arg(long, env = "S3_PUBLIC_ENDPOINT", value_name = "S3_PUBLIC_ENDPOINT")]
+    #[arg(long, env = "S3_PUBLIC_ENDPOINT", value_name = "S3_PUBLIC_ENDPOINT", value_parser = parse_endpoint)]
     pub s3_public_endpoint: Option<String>,
 
     /// Unset: AWS's own chain decides (`AWS_REGION`, the profile, IMDS).
@@ -108,6 +108,20 @@ impl S3Config {
     }
 }
 
+/// An absolute http(s) URL without a path: the SDK takes anything and fails at the first request otherwise.
+fn parse_endpoint(value: &str) -> Result<String, String> {
+    let value = value.trim_end_matches('/');
+    let authority = value.strip_prefix("https://").or_else(|| value.strip_prefix("http://"));
+    match authority {
+        Some(host)
+            if !host.is_empty() && !host.contains(['/', '?', '#', '@']) && !host.contains(char::is_whitespace) =>
+        {
+            Ok(value.to_string())
+        }
+        _ => Err("expected a URL like https://s3.example.com or http://127.0.0.1:9000 (no path)".into()),
+    }
+}
+
 /// A prefix ends with `/`, so `uploads/` never matches the keys of a neighbour's `uploads-old/`, and does not
 /// start with one (S3 would make it an empty first path segment).
 fn parse_key_prefix(value: &str) -> Result<String, String> {
@@ -150,6 +164,18 @@ mod tests {
     fn the_region_is_left_to_aws_unless_given() {
         assert_eq!(parse(&[]).unwrap().s3_region, None);
         assert_eq!(parse(&["--s3-region", "eu-west-3"]).unwrap().s3_region.as_deref(), Some("eu-west-3"));
+    }
+
+    #[test]
+    fn endpoints_are_http_urls() {
+        let config = parse(&["--s3-endpoint", "http://minio:9000/", "--s3-public-endpoint", "https://s3.example.com"]);
+        let config = config.unwrap();
+        assert_eq!(config.s3_endpoint.as_deref(), Some("http://minio:9000"));
+        assert_eq!(config.s3_public_endpoint.as_deref(), Some("https://s3.example.com"));
+        for bad in ["minio:9000", "ftp://minio", "http://", "http://minio:9000/bucket"] {
+            let line = parse(&["--s3-public-endpoint", bad]).unwrap_err();
+            assert!(line.starts_with("S3_PUBLIC_ENDPOINT has an invalid value"), "{bad}: {line}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The recurring sweep: queues expiries and completion recoveries, forgets old done jobs and expired
-//! idempotency keys, and aborts the multipart uploads in S3 that no live upload owns.
+//! The recurring sweep: queues expiries and completion recoveries, forgets old done jobs, delivered webhook
+//! events and expired idempotency keys, and aborts the multipart uploads in S3 that no live upload owns.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -26,6 +26,7 @@ pub struct SweepReport {
     pub expiries_queued: u64,
     pub recoveries_queued: u64,
     pub done_jobs_deleted: u64,
+    pub delivered_events_deleted: u64,
     pub idempotency_keys_deleted: u64,
     /// Form-POST uploads found in S3 and completed.
     pub form_posts_completed: u64,
@@ -40,6 +41,7 @@ impl Uploads {
             expiries_queued: self.repo.enqueue_overdue_expiries().await?,
             recoveries_queued: self.repo.enqueue_stuck_completions(settings.recovery_threshold).await?,
             done_jobs_deleted: self.repo.delete_done_jobs(settings.job_retention).await?,
+            delivered_events_deleted: self.repo.delete_delivered_webhook_events(settings.job_retention).await?,
             idempotency_keys_deleted: self.repo.delete_expired_idempotency_keys().await?,
             form_posts_completed: self.settle_form_posts().await?,
             ..SweepReport::default()

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    Region, RequestChecksumCalculation, ResponseChecksumValidation, StalledStreamProtectionConfig,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
@@ -129,6 +131,10 @@ pub struct Storage {
     client: Client,
     /// Signs the URLs clients are handed, for `S3_PUBLIC_ENDPOINT`; never sends a request.
     presigner: Client,
+    /// The same client for downloads' GetObject, without the SDK's stalled-stream protection: that check
+    /// reads the clock and books throughput on every frame of the body, and [`Storage::get_object`] has its
+    /// own stall timer, armed only while S3 is silent.
+    reads: Client,
     /// What signs a POST policy, which the SDK cannot presign (and its client no longer hands out).
     credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
     region: String,
@@ -174,25 +180,30 @@ impl Storage {
             shared.region().is_some(),
             "S3_REGION is not set and AWS found no region either (AWS_REGION, AWS_DEFAULT_REGION, profile, IMDS)"
         );
-        let client_for = |endpoint: Option<&String>| {
+        let builder_for = |endpoint: Option<&String>| {
             let mut builder = aws_sdk_s3::config::Builder::from(&shared)
                 .force_path_style(config.s3_force_path_style)
-                // Checksums are computed by the client that holds the bytes and passed explicitly.
+                // Checksums are computed by the client that holds the bytes and passed explicitly; a download is
+                // checked against the whole object's SHA-256 by whoever needs it (`Repr-Digest`), not per GET.
                 .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
                 .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
             if let Some(endpoint) = endpoint {
                 builder = builder.endpoint_url(endpoint);
             }
-            Client::from_conf(builder.build())
+            builder
         };
-        let client = client_for(None);
+        let client = Client::from_conf(builder_for(None).build());
+        let reads = Client::from_conf(
+            builder_for(None).stalled_stream_protection(StalledStreamProtectionConfig::disabled()).build(),
+        );
         let presigner = match &config.s3_public_endpoint {
-            Some(public) => client_for(Some(public)),
+            Some(public) => Client::from_conf(builder_for(Some(public)).build()),
             None => client.clone(),
         };
         Ok(Self {
             client,
             presigner,
+            reads,
             credentials: shared.credentials_provider(),
             region: shared.region().map(|r| r.to_string()).unwrap_or_default(),
             bucket: config.s3_bucket.clone(),

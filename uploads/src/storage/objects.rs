@@ -1,7 +1,9 @@
 //! Finished objects: ranged, conditional GetObject streamed as it arrives, presigned GETs and HEADs, hashing a whole
 //! object as a stream (objects reach 5 TiB: never in memory), and deleting one.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -44,29 +46,33 @@ pub struct PresignedRead<'a> {
 impl Storage {
     /// GetObject for `range` (or all of it), only if the object still has `etag`: S3 answers 412 rather than
     /// send other bytes than those the caller's headers describe. Errors here happen before any byte is sent;
-    /// S3 must start answering within `first_byte_timeout` (the body itself may take as long as it takes).
+    /// S3 must start answering within `timeout`, and then never stay silent longer than that (the body
+    /// itself may take as long as it takes): a stall ends the stream with an error.
     pub async fn get_object(
         &self,
         key: &str,
         range: Option<ByteRange>,
         etag: &str,
-        first_byte_timeout: Duration,
+        timeout: Duration,
     ) -> Result<ObjectStream, StorageError> {
         let request = self
-            .client
+            .reads
             .get_object()
             .bucket(&self.bucket)
             .key(key)
             .set_range(range.as_ref().map(ByteRange::to_header))
             .if_match(etag)
             .send();
-        let out = tokio::time::timeout(first_byte_timeout, request)
+        let out = tokio::time::timeout(timeout, request)
             .await
-            .map_err(|_| StorageError::Timeout(format!("GetObject sent nothing within {first_byte_timeout:?}")))??;
-        let mut body = Box::pin(out.body);
-        Ok(Box::pin(futures::stream::poll_fn(move |cx| {
-            body.as_mut().poll_next(cx).map(|item| item.map(|chunk| chunk.map_err(std::io::Error::other)))
-        })))
+            .map_err(|_| StorageError::Timeout(format!("GetObject sent nothing within {timeout:?}")))??;
+        Ok(Box::pin(StallGuard {
+            body: Box::pin(out.body),
+            idle: timeout,
+            timer: None,
+            progressed: false,
+            done: false,
+        }))
     }
 
     /// A short-lived GET or HEAD URL straight to S3; it honours `Range` and conditional headers itself.
@@ -124,5 +130,44 @@ impl Storage {
                 other => Err(other),
             },
         }
+    }
+}
+
+/// S3's body, ended with a `TimedOut` error when S3 sends nothing for `idle`. The timer is armed when the body
+/// first waits and re-armed only when it fires after progress, so a steady stream costs no clock read per
+/// frame (the SDK's stalled-stream protection, disabled on the read client, books every frame).
+struct StallGuard {
+    body: Pin<Box<aws_sdk_s3::primitives::ByteStream>>,
+    idle: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A chunk arrived since the timer was (re)armed.
+    progressed: bool,
+    done: bool,
+}
+
+impl Stream for StallGuard {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(item) = self.body.as_mut().poll_next(cx) {
+            self.progressed = true;
+            self.done = item.is_none();
+            return Poll::Ready(item.map(|chunk| chunk.map_err(std::io::Error::other)));
+        }
+        let idle = self.idle;
+        let this = &mut *self;
+        let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        while timer.as_mut().poll(cx).is_ready() {
+            if !std::mem::take(&mut this.progressed) {
+                this.done = true;
+                let message = format!("S3 sent nothing for {idle:?} in the middle of an object");
+                return Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, message))));
+            }
+            timer.as_mut().reset(tokio::time::Instant::now() + idle);
+        }
+        Poll::Pending
     }
 }
