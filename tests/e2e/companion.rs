@@ -99,6 +99,7 @@ async fn an_endpoint_is_for_its_owner_only_and_until_it_expires() {
             assert_eq!((answered, body["code"].as_str()), (status, Some(code)), "{case}: {body}");
         }
     }
+    app.finish().await;
 }
 
 fn base64_url(text: &str) -> String {
@@ -249,6 +250,7 @@ async fn the_multipart_routes_answer_as_companion_does_with_our_rules() {
     let (status, body) = get(&app, &format!("{endpoint}/s3/multipart/{other}/1?key={}", form(other_key))).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::GONE, Some("upload_aborted")));
     assert!(app.s3_multipart_uploads().await.is_empty(), "nothing left in S3");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -284,6 +286,7 @@ async fn the_routes_answer_cors_for_the_apps_origins_without_credentials() {
     let foreign = app.plain.get(format!("{endpoint}/s3/params?filename=a")).header("origin", "http://evil.example");
     let foreign = foreign.send().await.unwrap();
     assert!(foreign.headers().get("access-control-allow-origin").is_none(), "other origins get no CORS");
+    app.finish().await;
 }
 
 /// The capability is the credential: like a token, it never reaches the log, valid, expired or changed.
@@ -317,6 +320,7 @@ async fn no_capability_reaches_the_log_even_at_trace_level() {
         let signature = capability.rsplit('.').next().unwrap();
         assert!(!log.contains(signature), "a capability is in {}", api.log_path.display());
     }
+    app.finish().await;
 }
 
 /// Uppy retries nothing itself, but a page can complete twice (a retry button, two tabs): racing completes of a
@@ -348,4 +352,5 @@ async fn racing_companion_completes_assemble_once_and_agree() {
     assert_eq!(after - before, 1, "one CompleteMultipartUpload for 8 racing completes");
     let response = app.get(&format!("/v1/files/{id}")).await;
     assert!(response.bytes().await.unwrap() == data);
+    app.finish().await;
 }

@@ -84,6 +84,7 @@ async fn a_form_post_completes_when_status_or_the_sweep_finds_its_object() {
     app.state.uploads.verify_object(swept).await.unwrap();
     let download = app.get(&format!("/v1/files/{swept}")).await;
     assert!(download.headers().contains_key("repr-digest"), "verification follows as for any upload");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -111,6 +112,7 @@ async fn a_form_post_that_never_happens_expires() {
         .await
         .unwrap();
     assert_eq!(state, "expired");
+    app.finish().await;
 }
 
 /// What LocalStack enforces of the policy (docs/uppy.md §8 has the probe behind it): the key, the content
@@ -134,4 +136,5 @@ async fn s3_holds_a_form_post_to_the_policy() {
     let (status, _) = post_form(&app, &answer, &[], random_bytes(LIMIT as usize)).await;
     assert!(status.is_success(), "exactly the limit");
     assert_eq!(app.status(id, false).await["size"], LIMIT);
+    app.finish().await;
 }

@@ -84,4 +84,5 @@ async fn uppy_uploads_both_ways_and_resumes_after_a_reload_with_only_the_missing
     let status = app.status(id, false).await;
     assert_eq!((status["size"].as_u64(), status["totalChunks"].as_u64()), (Some(big.len() as u64), Some(4)));
     let _ = std::fs::remove_dir_all(&dir);
+    app.finish().await;
 }
