@@ -121,6 +121,11 @@ pub struct LinkConfig {
     /// `expiresIn`.
     #[arg(long, env = "DOWNLOAD_LINK_TTL", value_name = "DOWNLOAD_LINK_TTL", default_value = "1h", value_parser = parse_positive_duration)]
     pub download_link_ttl: Duration,
+
+    /// Lifetime of a Companion endpoint (`POST /v1/uppy-endpoints`): Uppy's access to its owner's uploads,
+    /// signed with the link key. Past it every route under the endpoint answers 401: ask for a new one.
+    #[arg(long, env = "UPPY_ENDPOINT_TTL", value_name = "UPPY_ENDPOINT_TTL", default_value = "1h", value_parser = parse_positive_duration)]
+    pub uppy_endpoint_ttl: Duration,
 }
 
 /// Shortest link-signing key accepted: as long as the HMAC-SHA256 output.
@@ -254,6 +259,7 @@ mod tests {
             link_signing_key_file: file,
             max_link_ttl: Duration::from_secs(7 * 86_400),
             download_link_ttl: Duration::from_secs(3600),
+            uppy_endpoint_ttl: Duration::from_secs(3600),
         }
     }
 

@@ -12,6 +12,7 @@ use uploads::service::UploadError;
 use uploads::storage::StorageError;
 
 use crate::auth::AuthError;
+use crate::companion::capability::CapabilityError;
 use crate::download::link::LinkError;
 
 /// `Retry-After` of a 429 for an owner's limits.
@@ -25,6 +26,8 @@ pub enum ApiError {
     Link(#[from] LinkError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Capability(#[from] CapabilityError),
     #[error("{message}")]
     Request { status: StatusCode, code: ErrorCode, message: String },
 }
@@ -131,6 +134,8 @@ fn upload_error_body(err: &UploadError) -> Body {
             // The index is well formed but names no chunk of this upload's plan: a conflict with its state.
             Body::new(StatusCode::CONFLICT, ErrorCode::ChunkIndexOutOfRange, message).with("totalChunks", total_chunks)
         }
+        E::PartNumberOutOfRange => Body::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidPartNumber, message),
+        E::PartsDiffer { .. } => Body::new(StatusCode::CONFLICT, ErrorCode::PartListMismatch, message),
         E::ChunkNotDeclared { .. } => Body::new(StatusCode::CONFLICT, ErrorCode::ChunkNotDeclared, message),
         E::ChecksumConflict { declared, .. } => {
             Body::new(StatusCode::CONFLICT, ErrorCode::ChecksumConflict, message).with("declaredSha256", declared)
@@ -225,6 +230,18 @@ fn auth_error_body(err: &AuthError) -> Body {
 
 const REALM: &str = "uploads";
 
+/// A Companion endpoint's capability: expired is 401 (ask for a new one), anything else 403.
+fn capability_error_body(err: &CapabilityError) -> Body {
+    let message = err.to_string();
+    match err {
+        CapabilityError::Expired { expires } => {
+            let expired_at = i64::try_from(*expires).ok().and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+            Body::new(StatusCode::UNAUTHORIZED, ErrorCode::UppyEndpointExpired, message).with("expiredAt", expired_at)
+        }
+        CapabilityError::Invalid(_) => Body::new(StatusCode::FORBIDDEN, ErrorCode::UppyEndpointInvalid, message),
+    }
+}
+
 fn storage_error_body(err: &StorageError) -> Body {
     match err {
         StorageError::InvalidPart(_) => {
@@ -286,6 +303,7 @@ impl IntoResponse for ApiError {
             ApiError::Upload(err) => upload_error_body(err),
             ApiError::Link(err) => link_error_body(err),
             ApiError::Auth(err) => auth_error_body(err),
+            ApiError::Capability(err) => capability_error_body(err),
             ApiError::Request { status, code, message } => Body::new(*status, *code, message.clone()),
         };
         let mut object = Map::new();

@@ -1,6 +1,7 @@
 //! The HTTP API of the resumable upload service.
 
 pub mod auth;
+pub mod companion;
 pub mod config;
 pub mod download;
 pub mod error;
@@ -56,7 +57,16 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<AppState> {
         .inspect_err(|err| tracing::warn!(error = %err, "the web page's policy lets chunks go to any https origin"))
         .ok();
     let page_policy = routes::web::page_policy(storage_origin.as_deref(), &config.public_base_url());
-    Ok(AppState { uploads, downloads, links, http: Arc::new(config.http.clone()), auth, page_policy })
+    let uppy_endpoint_ttl = config.links.uppy_endpoint_ttl;
+    Ok(AppState {
+        uploads,
+        downloads,
+        links,
+        http: Arc::new(config.http.clone()),
+        auth,
+        uppy_endpoint_ttl,
+        page_policy,
+    })
 }
 
 /// The router and its connections' deadlines, as `serve` runs them.
@@ -84,6 +94,16 @@ pub fn routes(state: AppState) -> Router {
         .route("/v1/uploads/{id}/chunks/{index}", put(routes::uploads::confirm_chunk))
         .route("/v1/uploads/{id}/complete", post(routes::uploads::complete))
         .route("/v1/files/{id}/links", post(routes::links::create))
+        .route("/v1/uppy-endpoints", post(routes::companion::create_endpoint))
+        .route("/uppy/{capability}/s3/params", get(routes::companion::params))
+        .route("/uppy/{capability}/s3/multipart", post(routes::companion::create_multipart))
+        .route(
+            "/uppy/{capability}/s3/multipart/{upload_id}",
+            get(routes::companion::list_parts).delete(routes::companion::abort),
+        )
+        .route("/uppy/{capability}/s3/multipart/{upload_id}/batch", get(routes::companion::sign_batch))
+        .route("/uppy/{capability}/s3/multipart/{upload_id}/complete", post(routes::companion::complete))
+        .route("/uppy/{capability}/s3/multipart/{upload_id}/{part_number}", get(routes::companion::sign_part))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/", get(routes::web::index))

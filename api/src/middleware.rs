@@ -106,10 +106,23 @@ pub async fn record_metrics(request: Request, next: Next) -> Response {
 /// The request's path and query for a log line, with a link's signature left out: whoever reads the logs
 /// could otherwise use the link.
 pub fn loggable_uri(uri: &Uri) -> String {
-    let Some(query) = uri.query() else { return uri.path().to_string() };
+    let path = loggable_path(uri.path());
+    let Some(query) = uri.query() else { return path };
     let query: Vec<&str> =
         query.split('&').map(|pair| if pair.starts_with("sig=") { "sig=redacted" } else { pair }).collect();
-    format!("{}?{}", uri.path(), query.join("&"))
+    format!("{path}?{}", query.join("&"))
+}
+
+/// The path with a Companion endpoint's capability (`/uppy/<capability>/...`) left out: it grants its owner's
+/// uploads to whoever holds it.
+fn loggable_path(path: &str) -> String {
+    match path.strip_prefix("/uppy/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((_, after)) => format!("/uppy/redacted/{after}"),
+            None => "/uppy/redacted".to_string(),
+        },
+        None => path.to_string(),
+    }
 }
 
 /// A handler's panic, for tower-http's `CatchPanicLayer`: logged, answered as the opaque 500 envelope.
@@ -135,6 +148,10 @@ mod tests {
             ("/v1/files/x?expires=1&sig=abc&redirect=true", "/v1/files/x?expires=1&sig=redacted&redirect=true"),
             ("/v1/files/x?sig=abc", "/v1/files/x?sig=redacted"),
             ("/v1/files/x?sig=abc&sig=def", "/v1/files/x?sig=redacted&sig=redacted"),
+            ("/uppy/1.YWxpY2U.sig/s3/params?filename=a", "/uppy/redacted/s3/params?filename=a"),
+            ("/uppy/1.YWxpY2U.sig", "/uppy/redacted"),
+            ("/uppy/1.YWxpY2U.sig/", "/uppy/redacted/"),
+            ("/uppyx/secret", "/uppyx/secret"),
         ];
         for (uri, logged) in table {
             assert_eq!(loggable_uri(&uri.parse().unwrap()), logged);

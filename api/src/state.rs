@@ -18,6 +18,8 @@ pub struct AppState {
     pub links: Links,
     pub http: Arc<HttpConfig>,
     pub auth: Authenticator,
+    /// Lifetime of the Companion endpoints `POST /v1/uppy-endpoints` hands out.
+    pub uppy_endpoint_ttl: std::time::Duration,
     /// The web page's Content-Security-Policy ([`crate::routes::web::page_policy`]).
     pub page_policy: axum::http::HeaderValue,
 }

@@ -34,11 +34,14 @@ function libraryRow(item) {
   const known = Object.hasOwn(STATE_WORDS, item.state);
   const corrupt = item.verification?.state === 'corrupt';
   const state = el('span', { class: known ? `state state-${item.state}` : 'state' }, known ? STATE_WORDS[item.state] : item.state);
-  const received = item.size ? `${Math.floor((100 * item.receivedBytes) / item.size)}%` : '100%';
+  // An upload made with Uppy says its size only when it completes: until then, the bytes seen so far.
+  const unsized = item.size === null || item.size === undefined;
+  const received = unsized ? formatBytes(item.receivedBytes)
+    : item.size ? `${Math.floor((100 * item.receivedBytes) / item.size)}%` : '100%';
   return el('tr', { 'data-upload-id': item.uploadId, 'data-state': item.state },
     el('td', { class: 'name' }, item.filename),
     el('td', {}, state, corrupt ? el('span', { class: 'state state-corrupt' }, 'differs from its SHA-256') : null),
-    el('td', { class: 'num' }, formatBytes(item.size)),
+    el('td', { class: 'num' }, unsized ? 'not known yet' : formatBytes(item.size)),
     el('td', { class: 'num' }, received),
     el('td', {}, el('time', { datetime: item.createdAt }, new Date(item.createdAt).toLocaleString())),
     actions);

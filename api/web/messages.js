@@ -40,6 +40,8 @@ const MESSAGES = {
   token_wrong_issuer: 'The token comes from an issuer this service does not trust',
   token_unknown_key: 'The token was signed with a key this service does not know',
   token_invalid_subject: 'The token names no usable user',
+  uppy_endpoint_expired: 'The Uppy endpoint has expired: ask for a new one.',
+  uppy_endpoint_invalid: 'The Uppy endpoint is not valid.',
   // Per-owner limits.
   too_many_active_uploads: (b) => `You have ${b.activeUploads ?? 'the most'} uploads in progress, the most allowed ` +
     `(${b.maxActiveUploads ?? '?'}): finish or cancel one to start another.`,
@@ -61,6 +63,7 @@ const MESSAGES = {
   part_mismatch: 'Storage holds chunks that differ from the file.',
   completion_in_progress: 'The file is being assembled in storage.',
   parts_rejected: 'Storage refused some chunks when assembling the file.',
+  part_list_mismatch: PAGE_BUG,
   upload_lost: 'Storage no longer holds this upload; start it again.',
   idempotency_key_reused: PAGE_BUG,
   // Refused values.
@@ -76,6 +79,7 @@ const MESSAGES = {
   chunk_size_too_large: PAGE_BUG,
   too_many_chunks: PAGE_BUG,
   chunk_index_out_of_range: PAGE_BUG,
+  invalid_part_number: PAGE_BUG,
   empty_batch: PAGE_BUG,
   batch_too_large: PAGE_BUG,
   invalid_expires_in: (b) => `The service gives links of at most ${formatDuration(b.maxExpiresIn ?? 0)}.`,

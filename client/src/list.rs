@@ -44,8 +44,12 @@ fn row(item: &Value) -> Result<Vec<String>, CliError> {
     Ok(vec![
         listed.upload_id.to_string(),
         listed.state,
-        BinaryBytes(listed.size).to_string(),
-        percent(listed.received_bytes, listed.size),
+        listed.size.map_or_else(|| "?".to_string(), |size| BinaryBytes(size).to_string()),
+        match listed.size {
+            Some(size) => percent(listed.received_bytes, size),
+            // Uppy says the size only at completion: what arrived so far.
+            None => BinaryBytes(listed.received_bytes).to_string(),
+        },
         listed.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         listed.filename,
     ])
@@ -84,5 +88,9 @@ mod tests {
             ]
         );
         assert!(row(&json!({"uploadId": "nope"})).is_err());
+        let mut uppy = item.clone();
+        uppy["size"] = serde_json::Value::Null;
+        let row = row(&uppy).unwrap();
+        assert_eq!((row[2].as_str(), row[3].as_str()), ("?", "1.00 MiB"), "an Uppy upload says its size at the end");
     }
 }

@@ -92,7 +92,7 @@ async fn a_dead_completion_is_taken_over_by_the_next_complete_once_its_lease_lap
 
     // The dead completion waking up can flip nothing any more.
     let repo = app.state.uploads.repository();
-    assert!(repo.finish_completion(id, dead, "\"stale\"", None).await.unwrap().is_none());
+    assert!(repo.finish_completion(id, dead, "\"stale\"", None, None).await.unwrap().is_none());
     assert!(repo.abandon_completion(id, dead).await.unwrap().is_none());
     assert_eq!(app.status(id, false).await["etag"], body["etag"]);
     app.finish().await;

@@ -3,6 +3,7 @@
 mod auth;
 mod chaos;
 mod cli;
+mod companion;
 mod completion;
 mod contract;
 mod deploy;

@@ -57,13 +57,19 @@ fn output_dir() -> PathBuf {
 
 /// Runs one script of `tests/browser/` and returns the JSON line it prints.
 async fn node(script: &str, args: Vec<String>) -> Value {
+    node_with_env(script, args, vec![]).await
+}
+
+/// As [`node`], with more environment variables for the script.
+pub(crate) async fn node_with_env(script: &str, args: Vec<String>, env: Vec<(String, String)>) -> Value {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
     let script = script.to_string();
-    let output =
-        tokio::task::spawn_blocking(move || Command::new("node").current_dir(dir).arg(script).args(args).output())
-            .await
-            .unwrap()
-            .expect("node runs (scripts/test-prereqs.sh installs it)");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node").current_dir(dir).envs(env).arg(script).args(args).output()
+    })
+    .await
+    .unwrap()
+    .expect("node runs (scripts/test-prereqs.sh installs it)");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let result: Value = stdout

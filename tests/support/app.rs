@@ -150,6 +150,7 @@ impl TestApp {
                 link_signing_key_file: None,
                 max_link_ttl: Duration::from_secs(7 * 86_400),
                 download_link_ttl: Duration::from_secs(3600),
+                uppy_endpoint_ttl: Duration::from_secs(3600),
             },
             http: HttpConfig::default(),
             auth: AuthConfig {

@@ -138,7 +138,12 @@ impl TestApp {
         let parts = self.storage.list_parts(&upload.object_key, &s3_upload_id).await.expect("list parts");
         let parts: Vec<PartToComplete> = parts
             .into_iter()
-            .map(|p| PartToComplete { part_number: p.part_number, etag: p.etag, sha256: p.sha256.expect("checksum") })
+            .map(|p| PartToComplete {
+                part_number: p.part_number,
+                etag: p.etag,
+                size: p.size,
+                sha256: Some(p.sha256.expect("checksum")),
+            })
             .collect();
         self.storage.complete_multipart_upload(&upload.object_key, &s3_upload_id, &parts).await.expect("complete");
     }

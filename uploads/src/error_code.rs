@@ -28,6 +28,8 @@ pub enum ErrorCode {
     TokenWrongIssuer,
     TokenUnknownKey,
     TokenInvalidSubject,
+    UppyEndpointExpired,
+    UppyEndpointInvalid,
     // Per-owner limits.
     TooManyActiveUploads,
     TooManyActiveBytes,
@@ -46,6 +48,7 @@ pub enum ErrorCode {
     PartMismatch,
     CompletionInProgress,
     PartsRejected,
+    PartListMismatch,
     UploadLost,
     IdempotencyKeyReused,
     // Refused values.
@@ -59,6 +62,7 @@ pub enum ErrorCode {
     ChunkSizeTooLarge,
     TooManyChunks,
     ChunkIndexOutOfRange,
+    InvalidPartNumber,
     EmptyBatch,
     BatchTooLarge,
     InvalidExpiresIn,

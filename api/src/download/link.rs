@@ -46,6 +46,22 @@ impl LinkKey {
         mac
     }
 
+    /// The signature of `message` in the format `domain` names, for values other than links that this key
+    /// signs (a Companion endpoint): no signature of one format verifies as another's.
+    pub fn sign_message(&self, domain: &str, message: &str) -> String {
+        let mut mac = self.0.clone();
+        mac.update(format!("{domain}\n{message}").as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `signature` is [`LinkKey::sign_message`]'s for `message`, compared in constant time.
+    pub fn verifies_message(&self, domain: &str, message: &str, signature: &str) -> bool {
+        let Ok(signature) = URL_SAFE_NO_PAD.decode(signature) else { return false };
+        let mut mac = self.0.clone();
+        mac.update(format!("{domain}\n{message}").as_bytes());
+        mac.verify_slice(&signature).is_ok()
+    }
+
     pub fn sign(&self, link: &Link) -> String {
         URL_SAFE_NO_PAD.encode(self.mac(link).finalize().into_bytes())
     }
@@ -142,6 +158,14 @@ impl Links {
 
     pub fn verify(&self, id: Uuid, params: &LinkParams<'_>, now: SystemTime) -> Result<Option<Link>, LinkError> {
         self.key.verify(id, params, now)
+    }
+
+    pub fn key(&self) -> &LinkKey {
+        &self.key
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
     }
 
     /// The lifetime a client asks for, or the default, within the maximum.

@@ -1,3 +1,4 @@
+pub mod companion;
 pub mod files;
 pub mod health;
 pub mod links;

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uploads::domain::{IndexRanges, Sha256Digest, UploadState, VerificationState};
+use uploads::domain::{IndexRanges, Sha256Digest, UploadKind, UploadState, VerificationState};
 use uploads::repository::UploadRecord;
 use uploads::service::{ChunkUrl, CreateUpload, Created, UploadStatus};
 use uuid::Uuid;
@@ -70,9 +70,10 @@ pub async fn create(
         upload_id: upload.id,
         state: upload.state,
         filename: upload.filename,
-        size: upload.size,
-        chunk_size: upload.chunk_size,
-        total_chunks: upload.total_chunks,
+        // This route makes only uploads of our own protocol, whose plan is known from the start.
+        size: upload.size.unwrap_or_default(),
+        chunk_size: upload.chunk_size.unwrap_or_default(),
+        total_chunks: upload.total_chunks.unwrap_or_default(),
         expires_at: upload.expires_at,
     };
     let mut headers = HeaderMap::new();
@@ -182,7 +183,7 @@ pub async fn confirm_chunk(
     Ok(Json(ChunkReceived {
         index: chunk.index,
         etag: chunk.etag,
-        sha256: hex::encode(&chunk.sha256),
+        sha256: chunk.sha256.as_deref().map(hex::encode).unwrap_or_default(),
         received_at: chunk.received_at,
     }))
 }
@@ -203,9 +204,11 @@ pub struct UploadSummary {
     state: UploadState,
     filename: String,
     content_type: String,
-    size: i64,
-    chunk_size: i64,
-    total_chunks: i32,
+    kind: UploadKind,
+    /// `null` until an upload made through the Companion routes completes: Uppy never says.
+    size: Option<i64>,
+    chunk_size: Option<i64>,
+    total_chunks: Option<i32>,
     received_bytes: u64,
     metadata: serde_json::Value,
     expires_at: DateTime<Utc>,
@@ -232,6 +235,7 @@ impl UploadSummary {
             verification: VerificationBody::of(&upload),
             filename: upload.filename,
             content_type: upload.content_type,
+            kind: upload.kind,
             size: upload.size,
             chunk_size: upload.chunk_size,
             total_chunks: upload.total_chunks,
@@ -319,7 +323,7 @@ fn completed_body(state: &AppState, upload: UploadRecord) -> CompletedBody {
     CompletedBody {
         upload_id: upload.id,
         state: upload.state,
-        size: upload.size,
+        size: upload.size.unwrap_or_default(),
         etag: upload.etag,
         download_url: state.download_url(upload.id),
     }

@@ -74,7 +74,8 @@ pub struct Listed {
     pub upload_id: Uuid,
     pub state: String,
     pub filename: String,
-    pub size: u64,
+    /// `None` until an upload made with Uppy (through the Companion routes) completes.
+    pub size: Option<u64>,
     #[serde(default)]
     pub received_bytes: u64,
     pub created_at: DateTime<Utc>,

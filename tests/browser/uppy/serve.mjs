@@ -20,7 +20,8 @@ export async function bundlePage() {
   return result.outputFiles[0].contents;
 }
 
-// Resolves to { origin, close() }.
+// Resolves to { origin, close() }. UPPY_PAGE_PORT picks the port (the API under test must know the page's
+// origin for CORS); by default any free one.
 export async function servePage() {
   const [html, script] = await Promise.all([readFile(`${here}page.html`), bundlePage()]);
   const server = http.createServer((req, res) => {
@@ -35,7 +36,7 @@ export async function servePage() {
       res.writeHead(404).end();
     }
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise((resolve) => server.listen(Number(process.env.UPPY_PAGE_PORT || 0), '127.0.0.1', resolve));
   return {
     origin: `http://127.0.0.1:${server.address().port}`,
     close: () => new Promise((resolve) => { server.close(resolve); server.closeAllConnections(); }),

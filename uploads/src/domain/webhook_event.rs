@@ -78,9 +78,10 @@ pub struct EventUpload {
     pub state: UploadState,
     pub filename: String,
     pub content_type: String,
-    pub size: i64,
-    pub chunk_size: i64,
-    pub total_chunks: i32,
+    /// `None` for an upload made through the Companion routes that has not completed: Uppy never says.
+    pub size: Option<i64>,
+    pub chunk_size: Option<i64>,
+    pub total_chunks: Option<i32>,
     pub metadata: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,

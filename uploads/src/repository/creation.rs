@@ -118,10 +118,10 @@ impl Creation {
         let inserted: Option<UploadRecord> = sqlx::query_as(concat!(
             r#"
             INSERT INTO uploads (id, owner, filename, content_type, size, chunk_size, total_chunks, metadata,
-                declared_sha256, object_key, s3_upload_id, expires_at)
-            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + make_interval(secs => $12)
+                declared_sha256, object_key, s3_upload_id, expires_at, kind)
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + make_interval(secs => $12), $15
             WHERE (
-                SELECT count(*) < $13 AND coalesce(sum(size), 0) + $5 <= $14 FROM uploads
+                SELECT count(*) < $13 AND coalesce(sum(size), 0) + coalesce($5, 0) <= $14 FROM uploads
                 WHERE owner = $2 AND state = 'uploading' AND expires_at > now()
             )
             RETURNING "#,
@@ -131,9 +131,9 @@ impl Creation {
         .bind(self.owner.as_str())
         .bind(&new.filename)
         .bind(&new.content_type)
-        .bind(new.plan.size() as i64)
-        .bind(new.plan.chunk_size() as i64)
-        .bind(new.plan.total_chunks() as i32)
+        .bind(new.plan.map(|p| p.size() as i64))
+        .bind(new.plan.map(|p| p.chunk_size() as i64))
+        .bind(new.plan.map(|p| p.total_chunks() as i32))
         .bind(&new.metadata)
         .bind(new.declared_sha256.map(|d| d.as_bytes().to_vec()))
         .bind(&new.object_key)
@@ -141,6 +141,7 @@ impl Creation {
         .bind(ttl_seconds(new.ttl))
         .bind(saturating_i64(limits.max_uploads))
         .bind(saturating_i64(limits.max_bytes))
+        .bind(new.kind)
         .fetch_optional(&mut *self.tx)
         .await?;
         match inserted {

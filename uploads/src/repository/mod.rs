@@ -10,18 +10,20 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
-use crate::domain::{ChunkPlan, Sha256Digest, UploadState, VerificationState};
+use crate::domain::{ChunkPlan, Sha256Digest, UploadKind, UploadState, VerificationState};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct UploadRecord {
     pub id: Uuid,
     pub owner: String,
     pub state: UploadState,
+    pub kind: UploadKind,
     pub filename: String,
     pub content_type: String,
-    pub size: i64,
-    pub chunk_size: i64,
-    pub total_chunks: i32,
+    /// `None` until a Companion upload (`kind` other than `chunks`) completes: its client never says.
+    pub size: Option<i64>,
+    pub chunk_size: Option<i64>,
+    pub total_chunks: Option<i32>,
     pub metadata: serde_json::Value,
     pub declared_sha256: Option<Vec<u8>>,
     pub object_key: String,
@@ -45,8 +47,14 @@ pub struct UploadRecord {
 }
 
 impl UploadRecord {
-    pub fn plan(&self) -> ChunkPlan {
-        ChunkPlan::from_stored(self.size as u64, self.chunk_size as u64)
+    /// How the file is cut, once that is known: from the create for `chunks`, from the completion otherwise.
+    pub fn plan(&self) -> Option<ChunkPlan> {
+        Some(ChunkPlan::from_stored(u64::try_from(self.size?).ok()?, u64::try_from(self.chunk_size?).ok()?))
+    }
+
+    /// The size, as far as known (a Companion upload's is 0 until it completes).
+    pub fn known_size(&self) -> u64 {
+        self.size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0)
     }
 
     pub fn declared_sha256(&self) -> Option<Sha256Digest> {
@@ -72,12 +80,22 @@ impl UploadRecord {
     }
 }
 
+/// What a completion learnt of a Companion upload's object: its size, and how it was cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectShape {
+    pub size: u64,
+    pub chunk_size: u64,
+    pub total_chunks: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewUpload {
     pub id: Uuid,
+    pub kind: UploadKind,
     pub filename: String,
     pub content_type: String,
-    pub plan: ChunkPlan,
+    /// `None` for a Companion upload, whose size is learnt when it completes.
+    pub plan: Option<ChunkPlan>,
     pub metadata: serde_json::Value,
     pub declared_sha256: Option<Sha256Digest>,
     pub object_key: String,
@@ -88,7 +106,8 @@ pub struct NewUpload {
 #[derive(Debug, Clone, FromRow)]
 pub struct ChunkRecord {
     pub index: i32,
-    pub sha256: Vec<u8>,
+    /// `None` for a part of a Companion multipart upload: its client signs no checksum.
+    pub sha256: Option<Vec<u8>>,
     pub size: i64,
     pub etag: Option<String>,
     pub declared_at: DateTime<Utc>,
@@ -115,7 +134,7 @@ pub struct VerifiedChunk {
 /// The columns of [`UploadRecord`], as a literal so that statements stay `&'static str` (sqlx audits dynamic SQL).
 macro_rules! upload_columns {
     () => {
-        "id, owner, state, filename, content_type, size, chunk_size, total_chunks, metadata, \
+        "id, owner, state, kind, filename, content_type, size, chunk_size, total_chunks, metadata, \
          declared_sha256, object_key, s3_upload_id, etag, created_at, updated_at, expires_at, completed_at, \
          verification_state, object_sha256, verified_at, verification_error, completion_epoch, completing_until, \
          assembly_requested_at"
@@ -137,6 +156,7 @@ macro_rules! transition_sql {
 }
 
 mod chunks;
+mod companion;
 mod creation;
 mod listing;
 mod queue;
@@ -144,6 +164,7 @@ mod upkeep;
 mod uploads;
 mod webhooks;
 
+pub use companion::ListedPart;
 pub use creation::{ActiveLimits, ActiveUsage, Creation, FirstCreate, Insertion};
 pub use listing::ListedUpload;
 pub use queue::{ClaimedJob, JobKind, JobState, Lease, RetryPolicy};

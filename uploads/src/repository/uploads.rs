@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{Repository, UploadRecord, ttl_seconds};
+use super::{ObjectShape, Repository, UploadRecord, ttl_seconds};
 use crate::domain::{EventType, Owner};
 
 /// Drops the queued recovery job of a completion that settled (a worker running it finds nothing to do).
@@ -157,20 +157,23 @@ impl Repository {
 
     /// `completing -> completed` for completion `epoch`, with the object's ETag, enqueueing its verification in
     /// the same statement (so in the same transaction): no completed object goes unverified, whoever completed it.
-    /// Reported as `event`, if given, in that transaction too.
+    /// Reported as `event`, if given, in that transaction too. A Companion upload's `shape` (its size, learnt
+    /// only now) is recorded in the same statement.
     #[tracing::instrument(skip_all, fields(upload_id = %id, epoch))]
     pub async fn finish_completion(
         &self,
         id: Uuid,
         epoch: i64,
         etag: &str,
+        shape: Option<ObjectShape>,
         event: Option<EventType>,
     ) -> Result<Option<UploadRecord>, sqlx::Error> {
         let transition = sqlx::query_as(concat!(
             "WITH completed AS (",
             transition_sql!(
                 "state = 'completed', etag = $3, completed_at = now(), completing_until = NULL, \
-                 verification_state = 'pending'",
+                 verification_state = 'pending', size = COALESCE(size, $4), chunk_size = COALESCE(chunk_size, $5), \
+                 total_chunks = COALESCE(total_chunks, $6)",
                 "state = 'completing' AND completion_epoch = $2"
             ),
             r#"), queued AS (
@@ -182,7 +185,10 @@ impl Repository {
         ))
         .bind(id)
         .bind(epoch)
-        .bind(etag);
+        .bind(etag)
+        .bind(shape.map(|s| i64::try_from(s.size).unwrap_or(i64::MAX)))
+        .bind(shape.map(|s| i64::try_from(s.chunk_size).unwrap_or(i64::MAX)))
+        .bind(shape.map(|s| s.total_chunks as i32));
         self.transition_reporting(transition, event).await
     }
 

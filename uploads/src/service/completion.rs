@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{PartMismatch, UploadError, Uploads, gone_check};
-use crate::domain::{EventType, IndexRanges, Owner, Sha256Digest, UploadState};
-use crate::repository::{UploadRecord, VerifiedChunk};
-use crate::storage::{PartToComplete, StorageError};
+use crate::domain::{EventType, IndexRanges, Owner, Sha256Digest, UploadKind, UploadState};
+use crate::repository::{ObjectShape, UploadRecord, VerifiedChunk};
+use crate::storage::{ObjectInfo, PartToComplete, StorageError};
 
 /// How long a `complete` waits for a concurrent completion before answering 409 (the client retries after
 /// `Retry-After`): shorter than the read timeout of most clients.
@@ -50,6 +50,14 @@ enum Assembly {
     /// The multipart upload is gone: S3 may have assembled the object already.
     MaybeAssembled,
     Parts(Vec<PartToComplete>),
+    /// A form POST's object, already whole: nothing to assemble.
+    Posted(ObjectInfo),
+}
+
+/// What S3 assembled: the object's ETag and, for an upload whose client never said, its shape.
+struct Assembled {
+    etag: String,
+    shape: Option<ObjectShape>,
 }
 
 /// What the worker's recovery found.
@@ -132,17 +140,20 @@ impl Uploads {
         let upload = UploadRecord { assembly_requested_at: Some(Utc::now()), ..upload };
         let assembled = self.holding_lease(id, epoch, self.assemble(&upload, assembly)).await;
         match assembled {
-            Ok(etag) => match self.repo.finish_completion(id, epoch, &etag, self.report(EventType::Completed)).await? {
-                Some(completed) => {
-                    crate::metrics::upload_completed(completed.size as u64);
-                    Ok(completed)
+            Ok(Assembled { etag, shape }) => {
+                match self.repo.finish_completion(id, epoch, &etag, shape, self.report(EventType::Completed)).await? {
+                    Some(completed) => {
+                        // A completed row always has its size: the completion records it when the client never said.
+                        crate::metrics::upload_completed(completed.size.map_or(0, |size| size as u64));
+                        Ok(completed)
+                    }
+                    // This completion's lease lapsed and another took over: it reaches the same object.
+                    None => match self.repo.find_upload(id).await?.ok_or(UploadError::NotFound)? {
+                        done if done.state == UploadState::Completed => Ok(done),
+                        _ => Err(UploadError::CompletionInProgress),
+                    },
                 }
-                // This completion's lease lapsed and another took over: it reaches the same object.
-                None => match self.repo.find_upload(id).await?.ok_or(UploadError::NotFound)? {
-                    done if done.state == UploadState::Completed => Ok(done),
-                    _ => Err(UploadError::CompletionInProgress),
-                },
-            },
+            }
             Err(err) => Err(self.settle_failure(&upload, err).await),
         }
     }
@@ -192,6 +203,11 @@ impl Uploads {
 
     /// Checks with S3's ListParts that every chunk is there as declared; asks S3 for nothing that changes state.
     async fn prepare(&self, upload: &UploadRecord) -> Result<Assembly, UploadError> {
+        match upload.kind {
+            UploadKind::Chunks => {}
+            UploadKind::FormPost => return self.prepare_posted(upload).await,
+            UploadKind::Multipart => return self.prepare_client_parts(upload).await,
+        }
         if upload.s3_upload_id.is_none() {
             return Ok(Assembly::EmptyObject);
         }
@@ -203,56 +219,127 @@ impl Uploads {
         if !mismatches.is_empty() {
             return Err(UploadError::PartMismatch { mismatches });
         }
-        let missing =
-            IndexRanges::from_indices(verified.iter().map(|c| c.index)).complement(upload.total_chunks as u32);
+        let total_chunks = upload.total_chunks.unwrap_or(0) as u32;
+        let missing = IndexRanges::from_indices(verified.iter().map(|c| c.index)).complement(total_chunks);
         if !missing.is_empty() {
             return Err(UploadError::ChunksMissing { missing });
         }
         let parts = verified
             .into_iter()
-            .map(|c| PartToComplete { part_number: c.index + 1, etag: c.etag, sha256: c.sha256 })
+            .map(|c| PartToComplete { part_number: c.index + 1, etag: c.etag, size: c.size, sha256: Some(c.sha256) })
+            .collect();
+        Ok(Assembly::Parts(parts))
+    }
+
+    /// A form POST is complete once its object is there.
+    async fn prepare_posted(&self, upload: &UploadRecord) -> Result<Assembly, UploadError> {
+        match self.storage.head_object(&upload.object_key).await? {
+            Some(object) => Ok(Assembly::Posted(object)),
+            None => Err(UploadError::ChunksMissing { missing: IndexRanges::from_indices(0..1) }),
+        }
+    }
+
+    /// The parts a Companion client PUT, as ListParts has them: 1 to n without a gap (Uppy numbers them so;
+    /// our chunk ranges need it), recorded as received chunks on the way.
+    async fn prepare_client_parts(&self, upload: &UploadRecord) -> Result<Assembly, UploadError> {
+        let parts = match self.record_client_parts(upload).await {
+            Err(UploadError::Storage(StorageError::NoSuchUpload)) => return Ok(Assembly::MaybeAssembled),
+            other => other?,
+        };
+        let received = IndexRanges::from_indices(parts.iter().map(|p| p.part_number - 1));
+        let highest = parts.last().map_or(1, |p| p.part_number);
+        let missing = received.complement(highest);
+        if !missing.is_empty() || parts.is_empty() {
+            return Err(UploadError::ChunksMissing {
+                missing: if parts.is_empty() { IndexRanges::from_indices(0..1) } else { missing },
+            });
+        }
+        let parts = parts
+            .into_iter()
+            .map(|p| PartToComplete { part_number: p.part_number, etag: p.etag, size: p.size, sha256: None })
             .collect();
         Ok(Assembly::Parts(parts))
     }
 
     /// Has S3 assemble the object (or finds it assembled); returns the object's ETag.
-    async fn assemble(&self, upload: &UploadRecord, assembly: Assembly) -> Result<String, UploadError> {
+    async fn assemble(&self, upload: &UploadRecord, assembly: Assembly) -> Result<Assembled, UploadError> {
         let parts = match assembly {
             Assembly::EmptyObject => {
-                return Ok(self.storage.put_empty_object(&upload.object_key, &upload.content_type).await?);
+                let etag = self.storage.put_empty_object(&upload.object_key, &upload.content_type).await?;
+                return Ok(Assembled { etag, shape: None });
             }
-            Assembly::MaybeAssembled => return self.completed_object_etag(upload).await,
+            Assembly::MaybeAssembled => return self.completed_object(upload).await,
+            Assembly::Posted(object) => {
+                let total_chunks = u32::from(object.size > 0);
+                let shape = ObjectShape { size: object.size, chunk_size: object.size.max(1), total_chunks };
+                return self.within_limit(Assembled { etag: object.etag, shape: Some(shape) });
+            }
             Assembly::Parts(parts) => parts,
         };
         let s3_upload_id = upload.s3_upload_id.as_deref().unwrap_or_default();
+        let expected = ObjectShape {
+            size: parts.iter().map(|p| p.size).sum(),
+            chunk_size: parts.first().map_or(1, |p| p.size),
+            total_chunks: parts.len() as u32,
+        };
+        if upload.kind == UploadKind::Multipart {
+            self.within_limit(Assembled { etag: String::new(), shape: Some(expected) })?;
+        }
         match self.storage.complete_multipart_upload(&upload.object_key, s3_upload_id, &parts).await {
             // A retried completion whose first answer was lost: the object is there already.
-            Err(StorageError::NoSuchUpload) => self.completed_object_etag(upload).await,
+            Err(StorageError::NoSuchUpload) => self.completed_object(upload).await,
             Err(other) => Err(other.into()),
             Ok(etag) => {
-                self.check_object_size(upload).await?;
-                Ok(etag)
+                let size = upload.size.map_or(expected.size, |s| s as u64);
+                self.check_object_size(upload, size).await?;
+                let shape = (upload.kind != UploadKind::Chunks).then_some(expected);
+                Ok(Assembled { etag, shape })
             }
         }
     }
 
-    /// S3 assembles the parts it holds; an upload is completed only if that is the declared size. (LocalStack
-    /// 4.13 empties a part when a later PUT to it fails BadDigest, while ListParts still reports it intact.)
-    async fn check_object_size(&self, upload: &UploadRecord) -> Result<(), UploadError> {
-        let stored = self.storage.head_object(&upload.object_key).await?.map(|object| object.size);
-        if stored == Some(upload.size as u64) {
-            return Ok(());
+    /// A Companion upload declares no size: past the largest upload accepted, it is refused when it completes.
+    fn within_limit(&self, assembled: Assembled) -> Result<Assembled, UploadError> {
+        match assembled.shape {
+            Some(shape) if shape.size > self.policy.max_upload_size => Err(UploadError::Lost {
+                reason: format!(
+                    "the object's {} bytes exceed the largest upload accepted ({} bytes)",
+                    shape.size, self.policy.max_upload_size
+                ),
+            }),
+            _ => Ok(assembled),
         }
-        Err(UploadError::Lost { reason: format!("S3 assembled {stored:?} bytes where {} were declared", upload.size) })
     }
 
-    /// The ETag of an object S3 already assembled with the upload's part count.
-    async fn completed_object_etag(&self, upload: &UploadRecord) -> Result<String, UploadError> {
-        match self.storage.head_object(&upload.object_key).await? {
-            Some(object)
-                if object.size == upload.size as u64 && object.parts_count == Some(upload.total_chunks as u32) =>
+    /// S3 assembles the parts it holds; an upload is completed only if that is the size declared (or, for a
+    /// Companion upload, listed). (LocalStack 4.13 empties a part when a later PUT to it fails BadDigest, while
+    /// ListParts still reports it intact.)
+    async fn check_object_size(&self, upload: &UploadRecord, size: u64) -> Result<(), UploadError> {
+        let stored = self.storage.head_object(&upload.object_key).await?.map(|object| object.size);
+        if stored == Some(size) {
+            return Ok(());
+        }
+        Err(UploadError::Lost { reason: format!("S3 assembled {stored:?} bytes where {size} were expected") })
+    }
+
+    /// An object S3 already assembled with the upload's part count (any, for a Companion upload, whose count
+    /// and size the object then tells).
+    async fn completed_object(&self, upload: &UploadRecord) -> Result<Assembled, UploadError> {
+        let object = self.storage.head_object(&upload.object_key).await?;
+        match (object, upload.size, upload.total_chunks) {
+            (Some(object), Some(size), Some(total))
+                if object.size == size as u64 && object.parts_count == Some(total as u32) =>
             {
-                Ok(object.etag)
+                Ok(Assembled { etag: object.etag, shape: None })
+            }
+            (Some(object), None, _) if upload.kind == UploadKind::Multipart && object.parts_count.is_some() => {
+                let total_chunks = object.parts_count.unwrap_or(1);
+                let shape = ObjectShape {
+                    size: object.size,
+                    chunk_size: object.size.div_ceil(u64::from(total_chunks)).max(1),
+                    total_chunks,
+                };
+                self.within_limit(Assembled { etag: object.etag, shape: Some(shape) })
             }
             _ => {
                 Err(UploadError::Lost { reason: "S3 holds neither the upload's parts nor its assembled object".into() })
@@ -276,7 +363,8 @@ impl Uploads {
         let mut parts = parts.into_iter().peekable();
         for chunk in chunks {
             let index = chunk.index as u32;
-            let declared = Sha256Digest::from_slice(&chunk.sha256).expect("stored digests are 32 bytes");
+            // Only a Companion upload's parts lack a digest, and those are never reconciled this way.
+            let Some(declared) = chunk.sha256.as_deref().and_then(Sha256Digest::from_slice) else { continue };
             while parts.next_if(|p| p.part_number < index + 1).is_some() {}
             match parts.next_if(|p| p.part_number == index + 1) {
                 Some(part) if part.sha256 == Some(declared) && part.size == chunk.size as u64 => {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::validation::{parse_sha256, validate_content_type, validate_filename, validate_metadata};
 use super::{UploadError, Uploads};
-use crate::domain::{ChunkPlan, IdempotencyKey, Owner, Sha256Digest};
+use crate::domain::{ChunkPlan, IdempotencyKey, Owner, Sha256Digest, UploadKind};
 use crate::repository::{ActiveLimits, ActiveUsage, FirstCreate, Insertion, NewUpload, UploadRecord};
 
 /// What a client asks for when it starts an upload.
@@ -93,9 +93,10 @@ impl Uploads {
         };
         let new = NewUpload {
             id,
+            kind: UploadKind::Chunks,
             filename,
             content_type,
-            plan,
+            plan: Some(plan),
             metadata,
             declared_sha256,
             object_key,
@@ -107,7 +108,7 @@ impl Uploads {
                 crate::metrics::upload_created();
                 return Ok(Created { upload: *upload, replayed: false });
             }
-            Ok(Insertion::OverLimit(usage)) => over_limit(usage, new.plan.size(), limits)
+            Ok(Insertion::OverLimit(usage)) => over_limit(usage, plan.size(), limits)
                 .unwrap_or(UploadError::TooManyActiveUploads { limit: limits.max_uploads, active: usage.uploads }),
             Err(err) => err.into(),
         };

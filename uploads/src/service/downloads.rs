@@ -62,6 +62,7 @@ impl Uploads {
     ) -> Result<DownloadableFile, UploadError> {
         let upload = upload.ok_or(UploadError::NotFound)?;
         gone_check(&upload, Utc::now())?;
+        let upload = self.settle_form_post(upload).await?;
         if upload.state != UploadState::Completed {
             return Err(UploadError::NotCompleted(upload.state));
         }
@@ -80,7 +81,7 @@ impl Uploads {
         Ok(DownloadableFile {
             id: upload.id,
             repr_digest: upload.repr_digest(),
-            size: upload.size as u64,
+            size: upload.known_size(),
             object_key: upload.object_key,
             filename: upload.filename,
             content_type: upload.content_type,

@@ -7,12 +7,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::config::{ServiceConfig, UploadPolicy};
-use crate::domain::{ChunkPlanError, EventType, IndexRanges, MAX_CHUNKS, Owner, Sha256Digest, UploadState};
+use crate::domain::{ChunkPlanError, EventType, IndexRanges, MAX_CHUNKS, Owner, Sha256Digest, UploadKind, UploadState};
 use crate::error_code::ErrorCode;
 use crate::repository::{ChunkRecord, Repository, UploadRecord};
 use crate::storage::{PartToPresign, PresignedRequest, Storage, StorageError};
 use crate::webhooks::WebhookSender;
 
+mod companion;
 mod completion;
 mod creation;
 mod downloads;
@@ -23,6 +24,7 @@ mod validation;
 mod verification;
 mod webhooks;
 
+pub use companion::{ClientUpload, client_object_key, upload_id_of_key};
 pub use completion::Recovery;
 pub use creation::{CreateUpload, Created};
 pub use downloads::{CorruptObject, DownloadableFile};
@@ -63,6 +65,10 @@ pub enum UploadError {
         "chunk {index} was declared with sha256 {declared}; to send other bytes, ask for a new URL with their sha256"
     )]
     ChecksumConflict { index: u32, declared: Sha256Digest },
+    #[error("part numbers run from 1 to 10000 (at most 100 at once)")]
+    PartNumberOutOfRange,
+    #[error("the parts listed ({listed}) are not the {held} parts S3 holds for this upload: list them again")]
+    PartsDiffer { listed: usize, held: usize },
     #[error("chunks are missing")]
     ChunksMissing { missing: IndexRanges },
     #[error("S3 holds chunks that differ from what was declared")]
@@ -202,7 +208,8 @@ impl Uploads {
             return Err(self.explain_refusal(owner, id, declared.iter().map(|(i, _)| *i).max()).await);
         };
         let s3_upload_id = upload.s3_upload_id.as_deref().unwrap_or_default();
-        let plan = upload.plan();
+        // declare_chunks matches only uploads with a plan (a Companion upload has none).
+        let plan = upload.plan().ok_or(UploadError::NotFound)?;
         let mut urls = Vec::with_capacity(asked.len());
         for (index, sha256) in asked {
             let part_number = index + 1;
@@ -249,24 +256,36 @@ impl Uploads {
         }
         match self.repo.find_chunk(id, index).await? {
             // The same report again after completion is the report on record: idempotent, as the contract says.
-            Some(chunk) if completed && chunk.sha256 == sha256.as_bytes() && chunk.etag.as_deref() == Some(&etag) => {
+            Some(chunk)
+                if completed
+                    && chunk.sha256.as_deref() == Some(sha256.as_bytes().as_slice())
+                    && chunk.etag.as_deref() == Some(&etag) =>
+            {
                 Ok(chunk)
             }
             _ if completed => Err(refusal),
             None => Err(UploadError::ChunkNotDeclared { index }),
-            Some(chunk) => Err(UploadError::ChecksumConflict {
-                index,
-                declared: Sha256Digest::from_slice(&chunk.sha256).expect("stored digests are 32 bytes"),
-            }),
+            Some(chunk) => match chunk.sha256.as_deref().and_then(Sha256Digest::from_slice) {
+                Some(declared) => Err(UploadError::ChecksumConflict { index, declared }),
+                None => Err(UploadError::ChunkNotDeclared { index }),
+            },
         }
     }
 
     /// Where the upload stands; with `reconcile`, after taking S3's ListParts as the truth.
     #[tracing::instrument(skip_all, fields(upload_id = %id, reconcile))]
     pub async fn status(&self, owner: &Owner, id: Uuid, reconcile: bool) -> Result<UploadStatus, UploadError> {
-        let mut upload = self.repo.find_owned_upload(id, owner).await?.ok_or(UploadError::NotFound)?;
+        let upload = self.repo.find_owned_upload(id, owner).await?.ok_or(UploadError::NotFound)?;
         gone_check(&upload, Utc::now())?;
-        if reconcile && upload.state == UploadState::Uploading {
+        let mut upload = self.settle_form_post(upload).await?;
+        if reconcile && upload.state == UploadState::Uploading && upload.kind == UploadKind::Multipart {
+            match self.record_client_parts(&upload).await {
+                Err(UploadError::Storage(StorageError::NoSuchUpload)) => upload = self.complete(owner, id).await?,
+                other => {
+                    other?;
+                }
+            }
+        } else if reconcile && upload.state == UploadState::Uploading && upload.kind == UploadKind::Chunks {
             match self.reconcile(&upload).await {
                 // S3 may have assembled the object (a completion cut off after CompleteMultipartUpload): a
                 // completion finds it and finishes, or finds the upload lost.
@@ -280,7 +299,12 @@ impl Uploads {
     }
 
     async fn status_of(&self, upload: UploadRecord) -> Result<UploadStatus, UploadError> {
-        let plan = upload.plan();
+        let Some(plan) = upload.plan() else {
+            // A Companion upload before it completes: what S3 was seen to hold, and nothing known missing.
+            let received = self.repo.received_ranges(upload.id).await?;
+            let received_bytes = self.repo.received_bytes(upload.id).await?;
+            return Ok(UploadStatus { upload, received, missing: IndexRanges::default(), received_bytes });
+        };
         let received = if upload.state == UploadState::Completed {
             IndexRanges::from_indices(0..plan.total_chunks())
         } else {
@@ -306,10 +330,9 @@ impl Uploads {
         if upload.state != UploadState::Uploading {
             return UploadError::NotUploading(upload.state);
         }
+        let Some(total_chunks) = upload.total_chunks.map(|n| n as u32) else { return UploadError::NotFound };
         match index {
-            Some(index) if index >= upload.total_chunks as u32 => {
-                UploadError::ChunkOutOfRange { index, total_chunks: upload.total_chunks as u32 }
-            }
+            Some(index) if index >= total_chunks => UploadError::ChunkOutOfRange { index, total_chunks },
             _ => UploadError::NotUploading(UploadState::Uploading),
         }
     }

@@ -28,6 +28,8 @@ pub struct SweepReport {
     pub done_jobs_deleted: u64,
     pub delivered_events_deleted: u64,
     pub idempotency_keys_deleted: u64,
+    /// Form-POST uploads found in S3 and completed.
+    pub form_posts_completed: u64,
     pub multipart_uploads_seen: usize,
     pub orphans_aborted: usize,
 }
@@ -41,6 +43,7 @@ impl Uploads {
             done_jobs_deleted: self.repo.delete_done_jobs(settings.job_retention).await?,
             delivered_events_deleted: self.repo.delete_delivered_webhook_events(settings.job_retention).await?,
             idempotency_keys_deleted: self.repo.delete_expired_idempotency_keys().await?,
+            form_posts_completed: self.settle_form_posts().await?,
             ..SweepReport::default()
         };
         (report.multipart_uploads_seen, report.orphans_aborted) = self.abort_orphans().await?;

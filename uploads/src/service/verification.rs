@@ -17,7 +17,7 @@ impl Uploads {
             return Ok(());
         }
         let hash = self.storage.hash_object(&upload.object_key).await?;
-        let outcome = VerificationState::judge(upload.declared_sha256(), hash.sha256, upload.size as u64, hash.size);
+        let outcome = VerificationState::judge(upload.declared_sha256(), hash.sha256, upload.known_size(), hash.size);
         let event = EventType::of_verification(outcome).and_then(|event| self.report(event));
         if self.repo.record_verification(id, outcome, &hash.sha256, event).await?.is_some() {
             crate::metrics::verification(outcome);

@@ -20,7 +20,9 @@ use aws_sdk_s3::types::{
 use aws_smithy_http_client::tls;
 use chrono::{DateTime, Utc};
 
+mod companion;
 mod listing;
+pub use companion::{PostPolicy, PresignedPost};
 pub use listing::OpenMultipartUpload;
 
 use crate::config::{S3Config, Sse};
@@ -110,7 +112,9 @@ pub struct PartToPresign<'a> {
 pub struct PartToComplete {
     pub part_number: u32,
     pub etag: String,
-    pub sha256: Sha256Digest,
+    pub size: u64,
+    /// `None` for a part the client cut itself, on a multipart upload created without a checksum algorithm.
+    pub sha256: Option<Sha256Digest>,
 }
 
 /// What HeadObject says of a finished object.
@@ -131,6 +135,9 @@ pub struct Storage {
     /// reads the clock and books throughput on every frame of the body, and [`Storage::get_object`] has its
     /// own stall timer, armed only while S3 is silent.
     reads: Client,
+    /// What signs a POST policy, which the SDK cannot presign (and its client no longer hands out).
+    credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
+    region: String,
     bucket: String,
     key_prefix: String,
     new_objects: NewObjects,
@@ -197,6 +204,8 @@ impl Storage {
             client,
             presigner,
             reads,
+            credentials: shared.credentials_provider(),
+            region: shared.region().map(|r| r.to_string()).unwrap_or_default(),
             bucket: config.s3_bucket.clone(),
             key_prefix: config.s3_key_prefix.clone(),
             new_objects: NewObjects {
@@ -238,13 +247,23 @@ impl Storage {
     }
 
     pub async fn create_multipart_upload(&self, key: &str, content_type: &str) -> Result<String, StorageError> {
+        self.create_multipart(key, content_type, Some(ChecksumAlgorithm::Sha256)).await
+    }
+
+    /// CreateMultipartUpload; with `checksum`, S3 takes only parts that carry one of that algorithm.
+    async fn create_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+        checksum: Option<ChecksumAlgorithm>,
+    ) -> Result<String, StorageError> {
         let request = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .set_checksum_algorithm(checksum)
             .set_server_side_encryption(self.new_objects.sse.clone())
             .set_ssekms_key_id(self.new_objects.sse_kms_key_id.clone())
             .set_storage_class(self.new_objects.storage_class.clone())
@@ -265,6 +284,18 @@ impl Storage {
         part: PartToPresign<'_>,
         ttl: Duration,
     ) -> Result<PresignedRequest, StorageError> {
+        self.presign_part(key, upload_id, part.part_number, Some(part), ttl).await
+    }
+
+    /// A presigned UploadPart, binding the part's length and SHA-256 when `bound` says them.
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        bound: Option<PartToPresign<'_>>,
+        ttl: Duration,
+    ) -> Result<PresignedRequest, StorageError> {
         let presigning = PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Presign(e.to_string()))?;
         let expires_at = DateTime::<Utc>::from(SystemTime::now() + ttl);
         let request = self
@@ -273,9 +304,9 @@ impl Storage {
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
-            .part_number(part.part_number as i32)
-            .content_length(i64::try_from(part.length).unwrap_or(i64::MAX))
-            .checksum_sha256(part.sha256.to_base64())
+            .part_number(part_number as i32)
+            .set_content_length(bound.map(|p| i64::try_from(p.length).unwrap_or(i64::MAX)))
+            .set_checksum_sha256(bound.map(|p| p.sha256.to_base64()))
             .presigned(presigning)
             .await
             .map_err(|e| StorageError::Presign(format!("{e:?}")))?;
@@ -338,7 +369,7 @@ impl Storage {
                         CompletedPart::builder()
                             .part_number(p.part_number as i32)
                             .e_tag(&p.etag)
-                            .checksum_sha256(p.sha256.to_base64())
+                            .set_checksum_sha256(p.sha256.map(|d| d.to_base64()))
                             .build()
                     })
                     .collect(),

@@ -1,4 +1,5 @@
-//! Where browsers send chunks: the origin of the URLs this storage presigns (the web page's `connect-src`).
+//! Where browsers send chunks and form POSTs: the bucket's URL, and the origin of the URLs this storage
+//! presigns (the web page's `connect-src`).
 
 use std::time::Duration;
 
@@ -7,22 +8,32 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use super::{Storage, StorageError};
 
 impl Storage {
-    /// The origin (`scheme://host[:port]`) of the URLs this storage presigns (`S3_PUBLIC_ENDPOINT`'s), however the SDK resolves the
-    /// endpoint (custom, path style, virtual host). Presigning is local: no request is sent.
+    /// The origin (`scheme://host[:port]`) of the URLs this storage presigns (`S3_PUBLIC_ENDPOINT`'s), however
+    /// the SDK resolves the endpoint (custom, path style, virtual host). Presigning is local: no request is sent.
     pub async fn presigned_origin(&self) -> Result<String, StorageError> {
+        let url = self.bucket_url().await?;
+        origin_of(&url).ok_or_else(|| StorageError::Presign(format!("no origin in {url}")))
+    }
+
+    /// The bucket's URL as browsers reach it (where a form POST goes): a presigned UploadPart of a one-character
+    /// key, by the client that presigns for `S3_PUBLIC_ENDPOINT`, without its query and the key.
+    pub(super) async fn bucket_url(&self) -> Result<String, StorageError> {
         let presigning =
             PresigningConfig::expires_in(Duration::from_secs(60)).map_err(|e| StorageError::Presign(e.to_string()))?;
         let request = self
             .presigner
             .upload_part()
             .bucket(&self.bucket)
-            .key(format!("{}origin", self.key_prefix))
+            .key("k")
             .upload_id("origin")
             .part_number(1)
             .presigned(presigning)
             .await
             .map_err(|e| StorageError::Presign(format!("{e:?}")))?;
-        origin_of(request.uri()).ok_or_else(|| StorageError::Presign(format!("no origin in {}", request.uri())))
+        let url = request.uri().split('?').next().unwrap_or_default();
+        url.strip_suffix("/k")
+            .map(str::to_string)
+            .ok_or_else(|| StorageError::Presign(format!("cannot find the bucket in {url}")))
     }
 }
 
