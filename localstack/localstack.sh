@@ -2,19 +2,10 @@
 # Functions: localstack_install VENV; localstack_start VENV PORT DATA_DIR LOG; localstack_wait PORT; localstack_init VENV PORT BUCKET
 
 LOCALSTACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$LOCALSTACK_DIR/../scripts/venv.sh"
 
 localstack_install() {
-  local venv=$1 req="$LOCALSTACK_DIR/requirements.txt"
-  local stamp="$venv/.requirements.sha256" want
-  want=$(sha256sum "$req" | cut -d' ' -f1)
-  if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    return 0
-  fi
-  command -v python3 >/dev/null || { echo "python3 is missing: apt-get install python3 python3-venv" >&2; return 1; }
-  echo "installing LocalStack into $venv (about 30 s, once)" >&2
-  python3 -m venv "$venv" || { echo "python3 -m venv failed: apt-get install python3-venv" >&2; return 1; }
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" >&2 || return 1
-  echo "$want" > "$stamp"
+  venv_install "$1" "$LOCALSTACK_DIR/requirements.txt" "LocalStack (about 30 s)"
 }
 
 localstack_healthy() {

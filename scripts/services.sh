@@ -44,6 +44,10 @@ export S3_BUCKET=$S3_BUCKET
 export S3_FORCE_PATH_STYLE=true
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
+export AWS_REGION=us-east-1
+# For the test suite (each test makes its own database and bucket there):
+export TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
+export TEST_S3_ENDPOINT=http://127.0.0.1:$LOCALSTACK_PORT
 ENV
 }
 

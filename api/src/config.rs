@@ -38,6 +38,17 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
+    /// What one value cannot say alone. Listening on every interface means clients reach the API by some other
+    /// name than the bind address, so the links it hands out need that name.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.public_base_url.is_some() || !self.bind_addr.ip().is_unspecified(),
+            "PUBLIC_BASE_URL must be set when BIND_ADDR is {} (links would name an address no client can reach)",
+            self.bind_addr
+        );
+        Ok(())
+    }
+
     pub fn public_base_url(&self) -> String {
         self.public_base_url.clone().unwrap_or_else(|| format!("http://{}", self.bind_addr))
     }
@@ -203,6 +214,21 @@ fn parse_positive_duration(value: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listening_everywhere_needs_a_public_base_url() {
+        let config = |args: &[&str]| {
+            let base = ["api", "--database-url", "postgres://db/x", "--s3-bucket", "b"];
+            ApiConfig::try_parse_from(base.iter().chain(args)).unwrap()
+        };
+        config(&[]).check().unwrap();
+        for bind in ["0.0.0.0:8080", "[::]:8080"] {
+            let error = config(&["--bind-addr", bind]).check().unwrap_err().to_string();
+            assert!(error.starts_with(&format!("PUBLIC_BASE_URL must be set when BIND_ADDR is {bind}")), "{error}");
+            assert!(!error.contains('\n'));
+            config(&["--bind-addr", bind, "--public-base-url", "https://uploads.example.com"]).check().unwrap();
+        }
+    }
 
     #[test]
     fn origins_are_a_comma_separated_list_of_scheme_host_port() {

@@ -128,8 +128,8 @@ fn upload_error_body(err: &UploadError) -> Body {
             }
         }
         E::ChunkOutOfRange { total_chunks, .. } => {
-            Body::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::ChunkIndexOutOfRange, message)
-                .with("totalChunks", total_chunks)
+            // The index is well formed but names no chunk of this upload's plan: a conflict with its state.
+            Body::new(StatusCode::CONFLICT, ErrorCode::ChunkIndexOutOfRange, message).with("totalChunks", total_chunks)
         }
         E::ChunkNotDeclared { .. } => Body::new(StatusCode::CONFLICT, ErrorCode::ChunkNotDeclared, message),
         E::ChecksumConflict { declared, .. } => {
@@ -259,11 +259,24 @@ fn storage_error_body(err: &StorageError) -> Body {
 
 fn database_error_body(err: &sqlx::Error) -> Body {
     tracing::error!(error = %err, "database error");
+    if database_unavailable(err) {
+        Body::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::DatabaseUnavailable, "the database cannot be reached")
+    } else {
+        Body::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError, "internal error")
+    }
+}
+
+/// Postgres gone, going or overloaded, as opposed to a statement it refused: a retry will do.
+fn database_unavailable(err: &sqlx::Error) -> bool {
     match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            Body::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::DatabaseUnavailable, "the database cannot be reached")
-        }
-        _ => Body::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError, "internal error"),
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+        // A stopping Postgres tells its sessions why before it closes them: 57P01 admin shutdown, 57P02 crash
+        // shutdown, 57P03 cannot connect now (starting or stopping); 08: connection exceptions; 57014: the
+        // statement timeout; 53300: too many connections.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P0") || matches!(&*code, "57014" | "53300")
+        }),
+        _ => false,
     }
 }
 

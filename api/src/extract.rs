@@ -48,3 +48,77 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
         IdempotencyKey::parse(value.as_bytes()).map(|key| Self(Some(key))).map_err(|e| refused(e.to_string()))
     }
 }
+
+/// JSON numbers a schema of `type: integer` admits: `60` and `60.0` alike (JSON Schema counts any number
+/// with no fractional part as an integer), so a client whose language writes every number as a float is
+/// not refused. Use with `#[serde(deserialize_with = "whole")]`.
+pub fn whole<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let value = match number.as_u64() {
+        Some(value) => Some(value),
+        // Only floats with nothing after the point, and small enough that the float is that integer exactly.
+        None => {
+            number.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 9_007_199_254_740_992.0).map(|f| f as u64)
+        }
+    };
+    value
+        .and_then(|value| T::try_from(value).ok())
+        .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number in range")))
+}
+
+/// [`whole`] for an optional field: absent and `null` are both `None`.
+pub fn whole_opt<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    struct Whole<T: TryFrom<u64>>(#[serde(deserialize_with = "whole")] T);
+    Ok(Option::<Whole<T>>::deserialize(deserializer)?.map(|Whole(value)| value))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    struct Body {
+        #[serde(deserialize_with = "super::whole")]
+        size: u32,
+        #[serde(default, deserialize_with = "super::whole_opt")]
+        chunk: Option<u64>,
+    }
+
+    fn parse(json: &str) -> Result<Body, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn whole_numbers_are_taken_in_either_notation() {
+        assert_eq!(parse(r#"{"size": 60}"#).unwrap().size, 60);
+        assert_eq!(parse(r#"{"size": 60.0, "chunk": 5e6}"#).map(|b| (b.size, b.chunk)).unwrap(), (60, Some(5_000_000)));
+        assert_eq!(parse(r#"{"size": 1, "chunk": null}"#).unwrap().chunk, None);
+        assert_eq!(parse(r#"{"size": 1}"#).unwrap().chunk, None);
+    }
+
+    #[test]
+    fn fractions_negatives_and_overflows_are_refused() {
+        for json in [
+            r#"{"size": 60.5}"#,
+            r#"{"size": -1}"#,
+            r#"{"size": -1.0}"#,
+            r#"{"size": 4294967296}"#,
+            r#"{"size": 1e300}"#,
+            r#"{"size": "1"}"#,
+        ] {
+            assert!(parse(json).is_err(), "{json}");
+        }
+    }
+}

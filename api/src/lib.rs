@@ -38,6 +38,7 @@ const MAX_JSON_BODY: usize = 64 * 1024;
 /// handler shares.
 pub async fn build_state(config: &ApiConfig) -> anyhow::Result<AppState> {
     // Configuration first: a missing key is reported without waiting for a database.
+    config.check()?;
     let auth = Authenticator::from_config(&config.auth)?;
     if auth.is_off() {
         tracing::warn!("AUTH=none: authentication is off, every request acts as the owner `anonymous`");

@@ -78,7 +78,6 @@ const MESSAGES = {
   chunk_index_out_of_range: PAGE_BUG,
   empty_batch: PAGE_BUG,
   batch_too_large: PAGE_BUG,
-  duplicate_chunk_index: PAGE_BUG,
   invalid_expires_in: (b) => `The service gives links of at most ${formatDuration(b.maxExpiresIn ?? 0)}.`,
   invalid_limit: PAGE_BUG,
   invalid_cursor: 'The list changed format; reload the page.',

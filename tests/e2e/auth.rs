@@ -181,6 +181,7 @@ async fn every_route_of_an_upload_answers_only_its_owner() {
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     let (status, body) = answer(app.get(&format!("/v1/uploads/{live}")).await).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::GONE, Some("upload_aborted")), "the owner's abort ran");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -235,6 +236,7 @@ async fn a_refused_token_is_named_and_open_routes_need_none() {
     }
     let uploads: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads").fetch_one(&app.pool).await.unwrap();
     assert_eq!(uploads, 0, "no refused request created anything");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -247,4 +249,5 @@ async fn with_auth_none_every_caller_is_anonymous_and_owns_what_it_creates() {
     // Any Authorization header is ignored, even a made-up one.
     let response = app.plain.get(app.url(&format!("/v1/uploads/{id}"))).bearer_auth("junk").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    app.finish().await;
 }

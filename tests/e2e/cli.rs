@@ -3,7 +3,7 @@
 
 mod commands;
 mod download;
-mod proxy;
+pub(crate) mod proxy;
 mod service;
 
 use std::path::{Path, PathBuf};
@@ -202,6 +202,7 @@ async fn cli_uploads_a_multi_chunk_file_byte_identical() {
     let report = json_out(&run(upl(&app, &scratch, &["upload", empty.to_str().unwrap(), "--json"])).await);
     assert_eq!(report["totalChunks"], 0);
     assert!(app.object_bytes(report["uploadId"].as_str().unwrap().parse().unwrap()).await.is_empty());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -235,6 +236,7 @@ async fn cli_resumes_a_killed_upload_sending_only_the_missing_chunks() {
     assert_eq!(resumed_puts, 3, "the resume PUT chunks 2, 3 and 4 only");
     assert!(app.object_bytes(id).await == data, "S3 holds other bytes than the file");
     println!("resume after SIGKILL: 2 of 5 chunks kept, {} sent again", report["chunksSent"]);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -270,6 +272,7 @@ async fn cli_refuses_to_resume_a_changed_file_until_restart() {
     assert!(app.object_bytes(new_id).await == changed);
     let old = app.get(&format!("/v1/uploads/{old_id}")).await;
     assert_eq!(old.status(), 410, "the abandoned upload was aborted");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -291,6 +294,7 @@ async fn cli_renews_presigned_urls_that_expired() {
     let puts = s3.matching("PUT", UPLOAD_PART);
     assert!(puts.len() >= 2, "one refused PUT, then the renewed URL: {puts:?}");
     assert_ne!(puts[0].target, puts.last().unwrap().target, "the last PUT used a new URL");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -324,4 +328,5 @@ async fn cli_status_abort_and_exit_codes() {
     let output = run(command).await;
     assert_eq!(output.status.code(), Some(5), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("retrying"), "{}", text(&output.stderr));
+    app.finish().await;
 }

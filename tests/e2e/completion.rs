@@ -72,6 +72,7 @@ async fn a_complete_its_client_gave_up_on_still_finishes_and_the_retry_returns_i
     assert_eq!(completes(&app), 1, "one CompleteMultipartUpload, by the completion the client left");
     s3.restore();
     assert!(app.object_bytes(id).await == data);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -90,9 +91,10 @@ async fn a_dead_completion_is_taken_over_by_the_next_complete_once_its_lease_lap
 
     // The dead completion waking up can flip nothing any more.
     let repo = app.state.uploads.repository();
-    assert!(repo.finish_completion(id, dead, "\"stale\"").await.unwrap().is_none());
+    assert!(repo.finish_completion(id, dead, "\"stale\"", None).await.unwrap().is_none());
     assert!(repo.abandon_completion(id, dead).await.unwrap().is_none());
     assert_eq!(app.status(id, false).await["etag"], body["etag"]);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -114,6 +116,7 @@ async fn the_recovery_queued_with_a_completion_finishes_it_when_its_process_died
             .await
             .unwrap();
     assert_eq!(left, 0);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -142,6 +145,7 @@ async fn a_live_completion_defers_its_recovery_and_a_settled_one_drops_it() {
         .await
         .unwrap();
     assert_eq!(jobs, ["verify_object"]);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -154,6 +158,7 @@ async fn status_with_reconcile_finishes_an_upload_s3_already_assembled() {
     let status = app.status(id, true).await;
     assert_eq!(status["state"], "completed", "{status}");
     assert!(app.object_bytes(id).await == data);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -167,6 +172,7 @@ async fn an_upload_whose_parts_vanished_from_s3_is_lost_and_says_so() {
     assert_eq!((status, body["code"].as_str()), (StatusCode::GONE, Some("upload_lost")), "{body}");
     let (status, body) = answer(app.complete(id).await).await;
     assert_eq!((status, body["state"].as_str()), (StatusCode::GONE, Some("aborted")), "{body}");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -184,6 +190,7 @@ async fn the_same_chunk_report_after_completion_answers_200_and_another_409() {
     assert_eq!(again["etag"], etag.as_str());
     let (status, other) = answer(app.confirm_chunk(id, 0, "\"0123\"", chunks[0]).await).await;
     assert_eq!((status, other["code"].as_str()), (StatusCode::CONFLICT, Some("upload_completed")), "{other}");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -203,4 +210,5 @@ async fn an_expired_upload_whose_object_s3_assembled_leaves_no_object() {
     assert!(app.storage.head_object(&format!("uploads/{id}")).await.unwrap().is_none(), "the object outlived its row");
     let (status, body) = answer(app.get(&format!("/v1/files/{id}")).await).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::GONE, Some("upload_expired")), "{body}");
+    app.finish().await;
 }

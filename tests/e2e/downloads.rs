@@ -74,6 +74,7 @@ async fn whole_file_200_and_head_with_the_same_headers() {
     let head = app.http.head(app.url(&format!("/v1/files/{id}"))).header("range", "bytes=0-9").send().await.unwrap();
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(text(head.headers(), "content-length"), data.len().to_string());
+    app.finish().await;
 }
 
 fn httpdate_parse(value: &str) {
@@ -104,6 +105,7 @@ async fn single_ranges_are_206_with_exact_bytes() {
         assert_eq!(text(response.headers(), "content-length"), (last - first + 1).to_string(), "{range}");
         assert_eq!(response.bytes().await.unwrap(), data[first..=last], "{range}");
     }
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -118,6 +120,7 @@ async fn invalid_or_foreign_ranges_are_ignored_with_200() {
         assert!(response.headers().get("content-range").is_none());
         assert_eq!(response.bytes().await.unwrap(), data, "{range}");
     }
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -146,6 +149,7 @@ async fn unsatisfiable_ranges_are_416_with_the_size() {
     assert_eq!(text(response.headers(), "content-length"), "0");
     assert_eq!(text(response.headers(), "content-type"), "text/plain");
     assert!(response.bytes().await.unwrap().is_empty());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -171,6 +175,7 @@ async fn several_ranges_are_multipart_byteranges() {
         assert!(headers.contains(&format!("content-range: bytes {first}-{last}/{size}")), "{headers:?}");
         assert_eq!(bytes.as_slice(), &data[first..=last]);
     }
+    app.finish().await;
 }
 
 /// Splits a multipart/byteranges body into (lower-cased header lines, bytes) per part, checking the framing.
@@ -254,6 +259,7 @@ async fn conditional_requests_304_412_and_if_range() {
             }
         }
     }
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -284,6 +290,7 @@ async fn unknown_unfinished_aborted_and_expired_uploads() {
     let response = app.get(&format!("/v1/files/{unfinished}?disposition=sideways")).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(response).await, "invalid_query");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -305,19 +312,14 @@ async fn inline_disposition_encodes_any_filename() {
     );
     assert_eq!(text(response.headers(), "content-type"), "audio/ogg; codecs=opus");
     assert_eq!(response.bytes().await.unwrap(), data);
+    app.finish().await;
 }
 
 #[tokio::test]
 async fn redirect_answers_a_presigned_url_that_serves_ranges() {
     let app = TestApp::spawn().await;
     let (id, data) = two_chunk_file(&app).await;
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = no_redirects
-        .get(app.url(&format!("/v1/files/{id}?redirect=true")))
-        .bearer_auth(&app.token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.unfollowed(reqwest::Method::GET, &format!("/v1/files/{id}?redirect=true")).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(text(response.headers(), "cache-control"), "no-store");
     let location = text(response.headers(), "location").to_string();
@@ -330,19 +332,14 @@ async fn redirect_answers_a_presigned_url_that_serves_ranges() {
     let ranged = app.plain.get(&location).header("range", "bytes=10-19").send().await.unwrap();
     assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(ranged.bytes().await.unwrap(), data[10..20]);
+    app.finish().await;
 }
 
 #[tokio::test]
 async fn head_with_redirect_goes_to_a_url_presigned_for_head() {
     let app = TestApp::spawn().await;
     let (id, data) = two_chunk_file(&app).await;
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let response = no_redirects
-        .head(app.url(&format!("/v1/files/{id}?redirect=true")))
-        .bearer_auth(&app.token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.unfollowed(reqwest::Method::HEAD, &format!("/v1/files/{id}?redirect=true")).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     let location = text(response.headers(), "location").to_string();
 
@@ -355,4 +352,5 @@ async fn head_with_redirect_goes_to_a_url_presigned_for_head() {
     assert!(disposition.is_some_and(|d| d.starts_with("attachment;") && d.contains("file.bin")), "{location}");
     // Signed for HEAD, not for GET: the methods are not interchangeable.
     assert_eq!(app.http.get(&location).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    app.finish().await;
 }

@@ -1,6 +1,12 @@
 //! S3 failing under a running API, through the chaos proxy: stalled (accepts, never answers) and refusing.
 //! Presigning needs no S3 round trip and keeps working; every call to S3 answers 503/504 within its timeout
 //! and succeeds on retry; a download in flight ends with a closed connection and resumes with Range.
+//! Postgres, API processes and replicas failing are in the submodules.
+
+mod load;
+mod postgres;
+mod processes;
+mod replicas;
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +64,7 @@ async fn a_stalled_s3_costs_a_504_within_the_timeout_and_a_retry_after_it() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(app.object_bytes(id).await == data);
     assert_eq!(app.get(&format!("/v1/files/{done}")).await.status(), StatusCode::OK);
+    app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,6 +88,7 @@ async fn an_s3_that_refuses_connections_costs_a_503_and_a_retry_after_it() {
     s3.restore();
     assert_eq!(app.complete(id).await.status(), StatusCode::OK);
     assert!(app.object_bytes(id).await == data);
+    app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,6 +127,7 @@ async fn a_download_cut_by_s3_closes_the_connection_and_resumes_with_range() {
     assert_eq!(rest.status(), StatusCode::PARTIAL_CONTENT);
     body.extend_from_slice(&rest.bytes().await.unwrap());
     assert!(body == data, "the resumed download differs from the file");
+    app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,4 +158,5 @@ async fn a_reconcile_never_wipes_a_confirmation_that_committed_after_its_listing
 
     // The next reconcile judges it: S3 does not hold chunk 1.
     assert_eq!(app.status(id, true).await["receivedChunks"], json!([[0, 0]]));
+    app.finish().await;
 }

@@ -19,6 +19,7 @@ async fn migrations_apply_to_an_empty_database() {
     .await
     .unwrap();
     assert!(tables.contains(&"uploads".to_string()) && tables.contains(&"chunks".to_string()), "{tables:?}");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -30,6 +31,7 @@ async fn migrating_twice_at_once_is_safe() {
     );
     a.unwrap();
     b.unwrap();
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -38,6 +40,7 @@ async fn healthz_answers_while_the_process_lives() {
     let response = app.get("/healthz").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().contains_key("x-request-id"));
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -50,7 +53,7 @@ async fn readyz_is_200_with_both_up_and_503_once_postgres_is_gone() {
     assert_eq!(body["checks"]["storage"], "ok");
 
     // Take the database away from the running app: refuse new connections and end the open ones.
-    let db_name = app.config.service.database.database_url.rsplit('/').next().unwrap().to_string();
+    let db_name = app.database_url().rsplit('/').next().unwrap().to_string();
     let admin = sqlx::PgPool::connect(&app.env.admin_database_url).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {db_name} ALLOW_CONNECTIONS false")))
         .execute(&admin)
@@ -69,6 +72,14 @@ async fn readyz_is_200_with_both_up_and_503_once_postgres_is_gone() {
     assert_eq!(body["checks"]["database"], "failed");
     assert_eq!(body["checks"]["storage"], "ok");
     assert!(body["message"].as_str().unwrap().contains("database"), "{body}");
+
+    // Back, for the teardown's look at the queue.
+    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {db_name} ALLOW_CONNECTIONS true")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -81,6 +92,9 @@ async fn readyz_is_503_when_the_bucket_is_missing() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["checks"]["storage"], "failed");
+    // Back, for the teardown's sweep.
+    s3.create_bucket().bucket(app.storage.bucket()).send().await.unwrap();
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -90,4 +104,5 @@ async fn unknown_routes_answer_the_json_envelope() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], "route_not_found");
+    app.finish().await;
 }

@@ -64,6 +64,7 @@ async fn a_retry_with_the_same_key_gets_the_first_answer_and_creates_nothing() {
     app.post_json("/v1/uploads", &request()).await;
     app.post_json("/v1/uploads", &request()).await;
     assert_eq!((multipart_creates(&app), count(&app, "uploads").await), (4, 4));
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -78,6 +79,7 @@ async fn concurrent_duplicates_make_one_upload_and_one_multipart_upload() {
     assert_eq!(multipart_creates(&app), 1, "one CreateMultipartUpload for 16 racing duplicates");
     assert_eq!(count(&app, "uploads").await, 1);
     assert_eq!(app.s3_multipart_uploads().await.len(), 1);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -103,6 +105,7 @@ async fn malformed_keys_are_refused() {
     }
     assert_eq!(count(&app, "uploads").await, 0);
     assert_eq!(create(&app.http, &app, &"k".repeat(255), &request()).await.0, StatusCode::CREATED);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -128,6 +131,7 @@ async fn a_key_lasts_upload_ttl_then_is_taken_over_and_swept() {
     let report = app.state.uploads.sweep(settings).await.unwrap();
     assert_eq!(report.idempotency_keys_deleted, 1);
     assert_eq!(count(&app, "idempotency_keys").await, 0);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -144,6 +148,7 @@ async fn a_replay_passes_the_limits_and_a_refused_create_keeps_no_key() {
     assert_eq!(app.http.delete(app.url(&format!("/v1/uploads/{id}"))).send().await.unwrap().status(), 204);
     let (status, replayed, _) = create(&app.http, &app, "two", &request()).await;
     assert_eq!((status, replayed), (StatusCode::CREATED, false));
+    app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,4 +173,5 @@ async fn a_create_its_client_gave_up_on_still_ends_and_the_retry_gets_it() {
     assert!(replayed, "the first create ran to its end: the retry gets its answer");
     assert_eq!((multipart_creates(&app), count(&app, "uploads").await), (1, 1));
     s3.restore();
+    app.finish().await;
 }

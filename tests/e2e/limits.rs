@@ -50,6 +50,7 @@ async fn past_the_active_uploads_limit_creates_are_429_until_an_upload_ends() {
         .await
         .unwrap();
     assert_eq!(create(&app, &app.http, 10).await.0, StatusCode::CREATED, "a past-deadline upload is not in progress");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -67,6 +68,7 @@ async fn bytes_in_progress_are_capped_per_owner_and_cap_one_upload_too() {
     let (status, body, _) = create(&app, &app.client_for("carol"), max + 1).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("upload_too_large")));
     assert_eq!(body["maxUploadSize"], json!(max));
+    app.finish().await;
 }
 
 /// `n` creates of `size` bytes sent at once; returns how many were created and how many refused with 429.
@@ -88,9 +90,11 @@ async fn concurrent_creates_at_the_limit_admit_exactly_the_limit() {
     assert_eq!(uploading(&app).await, 5);
     // The losers' multipart uploads, created before the limit refused them, were aborted at once.
     assert_eq!(app.s3_multipart_uploads().await.len(), 5);
+    app.finish().await;
 
     let app = TestApp::spawn_with(|c| c.service.policy.max_active_bytes = 50).await;
     assert_eq!(race(&app, 20, 10).await, (5, 15));
     assert_eq!(uploading(&app).await, 5);
     assert_eq!(app.s3_multipart_uploads().await.len(), 5);
+    app.finish().await;
 }

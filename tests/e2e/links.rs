@@ -71,6 +71,7 @@ async fn a_link_serves_the_file_with_ranges_conditions_and_redirects() {
     let direct = client.get(&location).header("range", "bytes=0-9").send().await.unwrap();
     assert_eq!(direct.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(direct.bytes().await.unwrap(), data[..10]);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -112,6 +113,7 @@ async fn expired_and_tampered_links_are_403_with_a_code() {
     }
     let (status, _) = answer(reqwest::get(format!("{short}&redirect=true")).await.unwrap()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -130,6 +132,7 @@ async fn the_download_url_of_a_completed_upload_is_a_short_lived_link() {
         assert!(response.headers()["content-disposition"].to_str().unwrap().starts_with("attachment;"));
         assert!(response.bytes().await.unwrap() == data);
     }
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -161,4 +164,5 @@ async fn link_requests_are_checked() {
     assert!((3595..=3601).contains(&left), "{left}");
     let (url, _) = link(&app, id, json!({ "expiresIn": max })).await;
     assert_eq!(reqwest::get(&url).await.unwrap().status(), StatusCode::OK);
+    app.finish().await;
 }

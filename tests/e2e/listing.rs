@@ -90,6 +90,7 @@ async fn each_owner_lists_only_their_own_uploads_newest_first_in_the_status_shap
 
     let (status, body) = answer(app.plain.get(app.url("/v1/uploads")).send().await.unwrap()).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("token_missing")));
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -136,6 +137,7 @@ async fn pages_neither_repeat_nor_skip_uploads_while_new_ones_are_created() {
     let by_one = every_page(&app, &app.http, 1, "").await;
     let seen: HashSet<Uuid> = by_one.iter().flatten().copied().collect();
     assert_eq!((by_one.len(), seen.len()), (11, 11));
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -172,6 +174,7 @@ async fn the_state_filter_takes_one_state_or_several_and_sees_lapsed_uploads_as_
     // The filter and the cursor together: pages of completed uploads only.
     let more = app.upload_file(b"more", CHUNK as u64).await;
     assert_eq!(every_page(&app, &app.http, 1, "&state=completed").await, [vec![more], vec![completed]]);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -200,4 +203,5 @@ async fn bad_parameters_are_refused_in_the_envelope() {
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{query}: {body}");
     }
     assert_eq!(ids(&page(&app, &app.http, &format!("?limit=100&cursor={cursor}")).await).len(), 1);
+    app.finish().await;
 }

@@ -121,6 +121,7 @@ async fn every_documented_operation_is_routed_and_no_other_method_is() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -143,6 +144,96 @@ async fn the_documented_security_is_what_the_router_enforces() {
                     if open { "none" } else { "bearer" }
                 ));
             }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    app.finish().await;
+}
+
+/// The characters of a `[^...]` class in a pattern, ranges expanded: `(first, last)` pairs.
+fn class_ranges(class: &str) -> Vec<(u32, u32)> {
+    let chars: Vec<char> = class.chars().collect();
+    let mut ranges = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars.get(i + 1) == Some(&'-') && i + 2 < chars.len() {
+            ranges.push((chars[i] as u32, chars[i + 2] as u32));
+            i += 3;
+        } else {
+            ranges.push((chars[i] as u32, chars[i] as u32));
+            i += 1;
+        }
+    }
+    ranges
+}
+
+#[test]
+fn the_filename_pattern_refuses_exactly_the_characters_the_service_refuses() {
+    let spec = spec();
+    let pattern = spec["components"]["schemas"]["CreateUploadRequest"]["properties"]["filename"]["pattern"]
+        .as_str()
+        .expect("a filename pattern")
+        .to_string();
+    // "^[^EXCLUDED]*[^EXCLUDED SPACES][^EXCLUDED]*$"
+    let excluded = pattern.strip_prefix("^[^").and_then(|p| p.split_once("]*[^")).expect("the pattern's shape").0;
+    let second = pattern.split("]*[^").nth(1).and_then(|p| p.split_once("][^")).expect("the second class").0;
+    let spaces = second.strip_prefix(excluded).expect("the second class starts with the first");
+    let (excluded, spaces) = (class_ranges(excluded), class_ranges(spaces));
+    let within = |ranges: &[(u32, u32)], c: u32| ranges.iter().any(|(first, last)| (*first..=*last).contains(&c));
+    let mut wrong = Vec::new();
+    for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+        if within(&excluded, c as u32) != uploads::service::refused_in_filename(c) {
+            wrong.push(format!("U+{:04X} excluded by the pattern: {}", c as u32, within(&excluded, c as u32)));
+        }
+        // What `trim` drops at the ends, among the characters a filename may hold, is the pattern's spaces.
+        if !uploads::service::refused_in_filename(c) && c.is_whitespace() != within(&spaces, c as u32) {
+            wrong.push(format!("U+{:04X} a space to the pattern: {}", c as u32, within(&spaces, c as u32)));
+        }
+    }
+    assert!(wrong.is_empty(), "{} characters differ, first: {}", wrong.len(), wrong[..wrong.len().min(20)].join("\n"));
+}
+
+/// Create requests on both sides of the spec's constraints: the service accepts exactly those openapi.yaml
+/// admits (the constraints schemathesis also probes, here named one by one).
+#[tokio::test]
+async fn the_service_accepts_exactly_the_create_requests_the_spec_admits() {
+    let app = TestApp::spawn().await;
+    let contract = e2e::contract::contract();
+    let base = serde_json::json!({ "filename": "a.bin", "size": 10 });
+    let with = |field: &str, value: Value| {
+        let mut body = base.clone();
+        body[field] = value;
+        body
+    };
+    let bodies = [
+        base.clone(),
+        with("size", serde_json::json!(60.0)),
+        with("size", serde_json::json!(60.5)),
+        with("metadata", Value::Null),
+        with("metadata", serde_json::json!({ "k": "a\u{0}b" })),
+        with("metadata", serde_json::json!([1])),
+        with("chunkSize", Value::Null),
+        with("chunkSize", serde_json::json!(10.0)),
+        with("sha256", Value::Null),
+        with("contentType", Value::Null),
+        with("contentType", serde_json::json!("text/plain; charset=\"a b\"")),
+        with("contentType", serde_json::json!("text/*")),
+        with("contentType", serde_json::json!(" text/plain")),
+        with("contentType", serde_json::json!("**/x")),
+        with("filename", serde_json::json!("  padded.txt  ")),
+        with("filename", serde_json::json!("\u{3000}")),
+        with("filename", serde_json::json!("4pm\u{202E}exe.mp4")),
+        with("filename", serde_json::json!("é".repeat(1024))),
+        with("filename", serde_json::json!("é".repeat(1025))),
+        with("size", serde_json::json!(5u64 << 40)),
+        with("size", serde_json::json!((5u64 << 40) + 1)),
+    ];
+    let mut wrong = Vec::new();
+    for body in bodies {
+        let admitted = contract.validate("#/components/schemas/CreateUploadRequest", &body);
+        let (status, answer) = answer(app.post_json("/v1/uploads", &body).await).await;
+        if admitted.is_ok() != (status == StatusCode::CREATED) {
+            wrong.push(format!("{body}: the spec says {admitted:?}, the service {status} {answer}"));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

@@ -71,6 +71,7 @@ async fn every_file_answer_carries_nosniff_and_a_sandbox() {
         assert_eq!(response.status(), expected, "{what}");
         assert_safe(response.headers(), &what);
     }
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -108,6 +109,7 @@ async fn only_passive_types_are_served_inline_in_proxy_and_redirect_mode() {
         let disposition = direct.headers()["content-disposition"].to_str().unwrap();
         assert!(disposition.starts_with(&format!("{served_as};")), "S3 for {content_type}: {disposition}");
     }
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -133,4 +135,5 @@ async fn filenames_with_hidden_characters_and_unparsable_types_are_refused() {
         }
     }
     assert!(app.s3_multipart_uploads().await.is_empty(), "a refused upload left a multipart upload in S3");
+    app.finish().await;
 }

@@ -41,6 +41,7 @@ async fn the_chunk_checksum_is_a_signed_header_of_the_url() {
         [("content-length".to_string(), "1000".to_string()), ("x-amz-checksum-sha256".to_string(), expected)]
     );
     assert_eq!(query_param(&url.url, "partNumber").as_deref(), Some("1"));
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -75,6 +76,7 @@ async fn s3_rejects_corrupt_bytes_and_the_chunk_stays_missing() {
 
     // The right bytes still go through the same URL.
     assert_eq!(app.put_to_s3(&url, chunk).await.status(), StatusCode::OK);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -102,6 +104,7 @@ async fn s3_rejects_a_tampered_url_or_a_missing_checksum_header() {
 
     assert_eq!(app.status(id, true).await["missingChunks"], json!([[0, 0]]));
     assert_eq!(app.put_to_s3(&url, chunk).await.status(), StatusCode::OK);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -121,6 +124,7 @@ async fn s3_rejects_an_expired_url() {
     let text = put.text().await.unwrap();
     assert!(text.to_lowercase().contains("expired"), "{text}");
     assert_eq!(app.status(id, true).await["missingChunks"], json!([[0, 0]]));
+    app.finish().await;
 }
 
 /// A client re-sends a received chunk and the bytes get corrupted on the way: S3 says BadDigest. The upload must
@@ -155,6 +159,7 @@ async fn a_refused_re_put_of_a_received_chunk_never_completes_into_a_wrong_objec
         let object = app.storage.head_object(&format!("uploads/{id}")).await.unwrap();
         assert!(object.is_none(), "the wrong object outlived its upload");
     }
+    app.finish().await;
 }
 
 /// The URL signs the chunk's planned length: a body one byte longer or shorter is refused by S3 before its
@@ -185,4 +190,5 @@ async fn s3_rejects_a_part_of_another_length_than_planned() {
     let url = app.chunk_url(id, 1, &tail).await;
     assert_eq!(url.headers.get("content-length").map(String::as_str), Some("10"));
     assert_eq!(app.put_to_s3(&url, tail).await.status(), StatusCode::OK);
+    app.finish().await;
 }

@@ -59,6 +59,7 @@ async fn cors_answers_only_the_configured_origins() {
     {
         assert!(exposed.contains(name), "{name} not exposed: {exposed}");
     }
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -70,6 +71,7 @@ async fn without_configured_origins_there_is_no_cors_at_all() {
     let response = app.http.get(app.url("/healthz")).header("origin", PAGE).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().keys().all(|name| !name.as_str().starts_with("access-control-")));
+    app.finish().await;
 }
 
 /// Reads what the server sends until it closes the connection (or `limit` passes: a failure).
@@ -107,6 +109,7 @@ async fn a_client_that_sends_headers_too_slowly_is_disconnected() {
 
     // The server itself is fine.
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -140,7 +143,7 @@ async fn a_json_request_past_its_deadline_is_408_or_504_in_the_envelope() {
     s3_config.s3_endpoint = Some(s3);
     let uploads = Uploads::new(
         app.state.uploads.repository().clone(),
-        Storage::connect(&s3_config).await,
+        Storage::connect(&s3_config).await.unwrap(),
         app.state.uploads.policy().clone(),
     );
     let base = serve(api::router(api::state::AppState { uploads, ..app.state.clone() })).await;
@@ -149,6 +152,7 @@ async fn a_json_request_past_its_deadline_is_408_or_504_in_the_envelope() {
     let (status, body) = answer(app.http.post(format!("{base}/v1/uploads")).json(&body).send().await.unwrap()).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("request_timeout")), "{body}");
     println!("504 after {:?}", started.elapsed());
+    app.finish().await;
 }
 
 /// Serves `app` on a port of its own until the test ends; returns its base URL.
@@ -173,6 +177,7 @@ async fn a_panicking_handler_is_a_500_envelope_not_a_dropped_connection() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body, json!({ "code": "internal_error", "message": "internal error" }));
     assert_eq!(app.http.get(format!("{base}/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -216,4 +221,5 @@ async fn a_download_whose_client_stops_reading_is_closed_and_frees_its_slot() {
     // The stalled client's connection was closed with the file unfinished.
     let rest = read_until_closed(&mut stalled, Duration::from_secs(10)).await;
     assert!(rest.len() + 1 < data.len(), "the stalled client got {} bytes of {}", rest.len() + 1, data.len());
+    app.finish().await;
 }

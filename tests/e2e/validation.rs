@@ -177,8 +177,8 @@ async fn cases(app: &TestApp) -> Vec<Case> {
         url("index not a number", "x", with_sha.clone(), 400, "invalid_path"),
         url("negative index", "-1", with_sha.clone(), 400, "invalid_path"),
         url("index past u32", "4294967296", with_sha.clone(), 400, "invalid_path"),
-        url("index out of range", "3", with_sha.clone(), 422, "chunk_index_out_of_range").with("totalChunks", json!(3)),
-        url("index past i32", "4294967295", with_sha.clone(), 422, "chunk_index_out_of_range"),
+        url("index out of range", "3", with_sha.clone(), 409, "chunk_index_out_of_range").with("totalChunks", json!(3)),
+        url("index past i32", "4294967295", with_sha.clone(), 409, "chunk_index_out_of_range"),
         case("malformed id", Method::POST, "/v1/uploads/not-a-uuid/chunks/0/url", with_sha, 400, "invalid_path"),
         // Batches.
         urls("empty batch", json!([]), 422, "empty_batch"),
@@ -189,15 +189,9 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             "batch_too_large",
         ),
         urls(
-            "duplicate indices",
-            json!([{ "index": 1, "sha256": sha }, { "index": 1, "sha256": sha }]),
-            422,
-            "duplicate_chunk_index",
-        ),
-        urls(
             "batch index out of range",
             json!([{ "index": 0, "sha256": sha }, { "index": 7, "sha256": sha }]),
-            422,
+            409,
             "chunk_index_out_of_range",
         ),
         urls("batch bad hex", json!([{ "index": 0, "sha256": "no" }]), 422, "invalid_sha256"),
@@ -207,12 +201,12 @@ async fn cases(app: &TestApp) -> Vec<Case> {
         confirm("bad etag", 0, json!({ "etag": "a b", "sha256": sha }), 422, "invalid_etag"),
         confirm("bad confirm hex", 0, json!({ "etag": "e", "sha256": "zz" }), 422, "invalid_sha256"),
         confirm("chunk never declared", 1, json!({ "etag": "e", "sha256": sha }), 409, "chunk_not_declared"),
-        confirm("confirm out of range", 9, json!({ "etag": "e", "sha256": sha }), 422, "chunk_index_out_of_range"),
+        confirm("confirm out of range", 9, json!({ "etag": "e", "sha256": sha }), 409, "chunk_index_out_of_range"),
         confirm(
             "confirm index past i32",
             u32::MAX,
             json!({ "etag": "e", "sha256": sha }),
-            422,
+            409,
             "chunk_index_out_of_range",
         ),
         confirm("checksum other than declared", 0, json!({ "etag": "e", "sha256": sha }), 409, "checksum_conflict")
@@ -280,4 +274,5 @@ async fn every_validation_error_has_its_status_and_code() {
     }
     println!("{} validation cases checked", cases.len());
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    app.finish().await;
 }

@@ -110,6 +110,7 @@ async fn web_page_is_served_from_the_binary_under_a_strict_policy() {
     assert!(directive("connect-src").split(' ').any(|s| s == chunk_origin), "{chunk_origin} in {policy}");
     assert!(policy.contains("frame-ancestors 'none'") && !policy.contains("unsafe"), "{policy}");
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    app.finish().await;
 }
 
 /// Every code the service can answer has its sentence on the page (`api/web/messages.js`), and no other.
@@ -161,6 +162,7 @@ async fn web_page_uploads_survives_a_reload_and_resumes_only_the_missing_chunks(
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000, "screenshot {}", screenshot.display());
     println!("screenshot: {}", screenshot.display());
     std::fs::remove_dir_all(dir).unwrap();
+    app.finish().await;
 }
 
 /// Needs `GET /v1/files/{id}` (the downloads issue).
@@ -191,4 +193,5 @@ async fn web_page_plays_seeks_and_downloads_a_finished_video() {
     assert!(played["readyState"].as_u64().unwrap() >= 2, "{result}");
     assert_eq!(result["downloadedBytes"], video.len());
     std::fs::remove_dir_all(dir).unwrap();
+    app.finish().await;
 }

@@ -8,9 +8,12 @@ use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Executor, PgPool};
 use tokio::sync::oneshot;
-use uploads::config::{DatabaseConfig, LogConfig, LogFormat, S3Config, ServiceConfig, UploadPolicy};
+use uploads::config::{DatabaseConfig, LogConfig, LogFormat, S3Config, ServiceConfig, UploadPolicy, WebhookConfig};
 use uploads::storage::Storage;
 use uuid::Uuid;
+
+use crate::contract::{self, Violations};
+use crate::teardown::Owned;
 
 /// Where `make test` (or `make services`) put the shared Postgres and LocalStack.
 #[derive(Debug, Clone)]
@@ -42,9 +45,13 @@ impl TestEnv {
 
     /// A new bucket with the CORS rule browsers need (as `localstack/init.py` sets for `make run`).
     pub async fn fresh_bucket(&self, storage_config: &S3Config) -> Storage {
-        let storage = Storage::connect(storage_config).await;
+        let storage = Storage::connect(storage_config).await.expect("S3 configuration");
         let s3 = storage.client();
-        s3.create_bucket().bucket(storage.bucket()).send().await.expect("create bucket");
+        // A test may share another app's bucket (under its own key prefix).
+        if let Err(err) = s3.create_bucket().bucket(storage.bucket()).send().await {
+            let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&err).map(String::from);
+            assert_eq!(code.as_deref(), Some("BucketAlreadyOwnedByYou"), "create bucket: {err:?}");
+        }
         let rule = CorsRule::builder()
             .allowed_origins("*")
             .allowed_methods("PUT")
@@ -66,14 +73,7 @@ impl TestEnv {
     }
 
     pub fn s3_config(&self, bucket: String) -> S3Config {
-        S3Config {
-            s3_endpoint: Some(self.s3_endpoint.clone()),
-            s3_region: "us-east-1".into(),
-            s3_bucket: bucket,
-            s3_force_path_style: true,
-            s3_operation_timeout: Duration::from_secs(20),
-            s3_complete_timeout: Duration::from_secs(600),
-        }
+        S3Config::local(&self.s3_endpoint, &bucket)
     }
 }
 
@@ -92,7 +92,14 @@ pub struct TestApp {
     pub pool: PgPool,
     pub storage: Storage,
     stop: Option<oneshot::Sender<()>>,
+    /// Answers that openapi.yaml does not describe; the test fails with them when the app is dropped.
+    pub contract_violations: Violations,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The test's own database and bucket, for [`TestApp::finish`].
+    owned: Owned,
+    /// Uploads whose object a test deleted behind the service: their jobs may fail (see `finish`).
+    vanished: std::sync::Mutex<Vec<Uuid>>,
+    finished: bool,
 }
 
 impl TestApp {
@@ -105,18 +112,25 @@ impl TestApp {
 
     /// Spawns with a tweaked configuration (short TTLs, small limits, ...).
     pub async fn spawn_with(tweak: impl FnOnce(&mut ApiConfig)) -> Self {
+        Self::spawn_in(TestEnv::from_env(), tweak).await
+    }
+
+    /// Spawns on another Postgres or S3 than the shared ones (a private Postgres a test stops, say).
+    pub async fn spawn_in(env: TestEnv, tweak: impl FnOnce(&mut ApiConfig)) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let env = TestEnv::from_env();
         let database_url = env.fresh_database().await;
         let bucket = format!("t-{}", Uuid::new_v4().simple());
+        let own_bucket = bucket.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let mut config = ApiConfig {
             service: ServiceConfig {
                 database: DatabaseConfig {
-                    database_url,
+                    database_url: Some(database_url),
+                    database_url_file: None,
                     database_max_connections: 10,
                     database_statement_timeout: Duration::from_secs(10),
+                    database_acquire_timeout: Duration::from_secs(5),
                 },
                 s3: env.s3_config(bucket),
                 policy: UploadPolicy {
@@ -128,6 +142,7 @@ impl TestApp {
                     max_active_bytes: 10 * 1024 * 1024 * 1024 * 1024,
                 },
                 log: LogConfig { log_format: LogFormat::Pretty },
+                webhooks: WebhookConfig::default(),
             },
             downloads: DownloadConfig::default(),
             links: LinkConfig {
@@ -151,12 +166,24 @@ impl TestApp {
             public_base_url: Some(format!("http://{addr}")),
             shutdown_grace: Duration::from_secs(5),
         };
+        let direct_database_url = database_url_of(&config);
         tweak(&mut config);
+        let owned = Owned {
+            admin_database_url: env.admin_database_url.clone(),
+            database: direct_database_url.rsplit_once('/').expect("database URL with a path").1.to_string(),
+            database_url: direct_database_url,
+            s3: direct_s3(&env, &config),
+            // A test that shares another app's bucket leaves it to that app.
+            owns_bucket: config.service.s3.s3_bucket == own_bucket,
+        };
         let storage = env.fresh_bucket(&config.service.s3).await;
         let state = api::build_state(&config).await.expect("api state");
         let pool = state.uploads.repository().pool().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(api::serve(listener, api::app(state.clone()), async move {
+        let contract_violations = Violations::default();
+        let mut served = api::app(state.clone());
+        served.router = contract::checked(served.router, contract_violations.clone());
+        let server = tokio::spawn(api::serve(listener, served, async move {
             let _ = stopped.await;
         }));
         let mut app = Self {
@@ -171,6 +198,10 @@ impl TestApp {
             storage,
             stop: Some(stop),
             server: Some(server),
+            contract_violations,
+            owned,
+            vanished: Default::default(),
+            finished: false,
         };
         if app.config.auth.auth == AuthMode::Jwt {
             app.token = app.token_for(Self::OWNER);
@@ -219,6 +250,11 @@ impl TestApp {
         format!("{}{path}", self.base_url)
     }
 
+    /// This app's own database.
+    pub fn database_url(&self) -> &str {
+        self.config.service.database.database_url.as_deref().expect("tests set DATABASE_URL")
+    }
+
     /// Stops accepting and waits for in-flight requests, as on SIGTERM.
     pub async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -227,6 +263,30 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
+    }
+
+    /// Deletes a completed upload's object behind the service's back (as a lost bucket or an operator
+    /// would): downloads then fail, and so may its verification, which the teardown then lets be.
+    pub async fn delete_object_behind_the_service(&self, id: Uuid) {
+        let delete = self.storage.client().delete_object().bucket(self.storage.bucket()).key(format!("uploads/{id}"));
+        delete.send().await.expect("delete the object");
+        self.vanished.lock().unwrap().push(id);
+    }
+
+    /// The name of this test's database in the shared Postgres.
+    pub fn database_name(&self) -> &str {
+        &self.owned.database
+    }
+
+    /// Ends the test: stops the server, asserts the job queue is in order (nothing leased, nothing due that a
+    /// worker cannot run to the end; see `teardown.rs`), and drops the test's database and bucket. Every test
+    /// calls it last; dropping a `TestApp` without it fails the test.
+    pub async fn finish(mut self) {
+        self.shutdown().await;
+        self.pool.close().await;
+        let vanished = std::mem::take(&mut *self.vanished.lock().unwrap());
+        self.owned.finish(&self.config.service, &vanished).await;
+        self.finished = true;
     }
 }
 
@@ -256,9 +316,27 @@ impl TestApp {
         let state = api::build_state(&config).await.expect("sibling state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
-        let server = tokio::spawn(api::serve(listener, api::router(state), std::future::pending()));
+        let router = contract::checked(api::router(state), self.contract_violations.clone());
+        let server = tokio::spawn(api::serve(listener, router, std::future::pending()));
         Sibling { base_url, server }
     }
+}
+
+/// The app's S3 settings (bucket, key prefix, ...) straight to the shared S3, bypassing any proxy the test
+/// put in front of it, with the usual timeouts.
+fn direct_s3(env: &TestEnv, config: &ApiConfig) -> S3Config {
+    let direct = env.s3_config(config.service.s3.s3_bucket.clone());
+    S3Config {
+        s3_endpoint: direct.s3_endpoint,
+        s3_public_endpoint: None,
+        s3_operation_timeout: direct.s3_operation_timeout,
+        s3_complete_timeout: direct.s3_complete_timeout,
+        ..config.service.s3.clone()
+    }
+}
+
+fn database_url_of(config: &ApiConfig) -> String {
+    config.service.database.database_url.clone().expect("tests set DATABASE_URL")
 }
 
 fn client(token: Option<String>) -> reqwest::Client {
@@ -277,6 +355,23 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        // A second panic while unwinding would abort the whole test process: the first failure says enough.
+        let violations = std::mem::take(&mut *self.contract_violations.lock().expect("violations"));
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!("answers that openapi.yaml does not describe:\n{}", violations.join("\n"));
+        }
+        if self.finished {
+            return;
+        }
+        if std::thread::panicking() {
+            // Kept for a post-mortem; `make test` throws the whole Postgres away.
+            eprintln!(
+                "the failed test's database {} and bucket {} are kept",
+                self.owned.database, self.owned.s3.s3_bucket
+            );
+        } else {
+            panic!("TestApp dropped without `app.finish().await`: the queue went unchecked and the database stays");
         }
     }
 }

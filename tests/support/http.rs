@@ -45,6 +45,12 @@ impl TestApp {
         self.http.get(self.url(path)).send().await.expect("request")
     }
 
+    /// `method path` with the owner's token, a redirect answered as it is rather than followed.
+    pub async fn unfollowed(&self, method: reqwest::Method, path: &str) -> Response {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        client.request(method, self.url(path)).bearer_auth(&self.token).send().await.expect("request")
+    }
+
     /// Starts an upload of `size` bytes; returns its id. Panics unless 201.
     pub async fn create_upload(&self, size: u64, chunk_size: Option<u64>) -> Uuid {
         let mut body = json!({ "filename": "file.bin", "size": size, "contentType": "application/octet-stream" });

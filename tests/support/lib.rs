@@ -3,7 +3,9 @@
 
 mod app;
 mod chaos;
+pub mod contract;
 mod http;
+mod teardown;
 
 pub use app::{Sibling, TestApp, TestEnv};
 pub use chaos::{ChaosProxy, Fault, Traffic};

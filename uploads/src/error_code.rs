@@ -61,7 +61,6 @@ pub enum ErrorCode {
     ChunkIndexOutOfRange,
     EmptyBatch,
     BatchTooLarge,
-    DuplicateChunkIndex,
     InvalidExpiresIn,
     InvalidLimit,
     InvalidCursor,

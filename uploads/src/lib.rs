@@ -8,3 +8,4 @@ pub mod repository;
 pub mod service;
 pub mod storage;
 pub mod telemetry;
+pub mod webhooks;

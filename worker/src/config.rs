@@ -100,6 +100,19 @@ mod tests {
     }
 
     #[test]
+    fn the_recovery_threshold_is_above_zero() {
+        #[derive(Debug, Parser)]
+        struct Example {
+            #[command(flatten)]
+            jobs: JobSettings,
+        }
+        let parse = |value: &str| Example::try_parse_from(["worker", "--recovery-threshold", value]);
+        assert_eq!(parse("30s").unwrap().jobs.recovery_threshold, Duration::from_secs(30));
+        let error = parse("0s").unwrap_err().to_string();
+        assert!(error.contains("WORKER_RECOVERY_THRESHOLD") && error.contains("must be more than zero"), "{error}");
+    }
+
+    #[test]
     fn defaults_are_production_values() {
         let settings = JobSettings::default();
         assert_eq!(settings.lease, Duration::from_secs(120));

@@ -1,6 +1,7 @@
 //! The job runner of the resumable upload service: claims due jobs from the Postgres `jobs` table (any number
 //! of replicas), holds their lease, dispatches each to its body in [`uploads::service::Uploads`], and records
-//! the outcome. The job bodies (sweep, expiry, verification, completion recovery) live with the service.
+//! the outcome. The job bodies (sweep, expiry, verification, completion recovery, webhook delivery) live with
+//! the service.
 //!
 //! [`Worker::run`] is the process's loop; [`Worker::tick`] runs what is due once, for tests to drive.
 
@@ -15,7 +16,7 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uploads::repository::{ClaimedJob, JobKind, JobState, Lease, Repository};
-use uploads::service::{Recovery, SweepSettings, UploadError, Uploads};
+use uploads::service::{DeliveryError, Recovery, SweepSettings, UploadError, Uploads};
 use uuid::Uuid;
 
 use crate::config::{JobSettings, WorkerConfig};
@@ -25,8 +26,19 @@ use crate::config::{JobSettings, WorkerConfig};
 enum JobError {
     #[error("{0:?} job without an upload")]
     NoUpload(JobKind),
+    #[error("{0:?} job without a webhook event")]
+    NoEvent(JobKind),
     #[error(transparent)]
     Upload(#[from] UploadError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+}
+
+impl JobError {
+    /// The job must not run again, whatever its attempts.
+    fn is_final(&self) -> bool {
+        matches!(self, Self::Delivery(err) if err.is_final())
+    }
 }
 
 /// What became of one claimed job.
@@ -169,7 +181,14 @@ impl Worker {
 
     /// Runs one claimed job under its lease (renewed meanwhile) and records the outcome.
     async fn process(&self, job: ClaimedJob, stop: &CancellationToken) -> JobReport {
-        let span = tracing::info_span!("job", job_id = job.id, kind = ?job.kind, upload_id = ?job.upload_id, attempt = job.attempts);
+        let span = tracing::info_span!(
+            "job",
+            job_id = job.id,
+            kind = ?job.kind,
+            upload_id = ?job.upload_id,
+            webhook_id = ?job.webhook_event_id,
+            attempt = job.attempts
+        );
         let outcome = tracing::Instrument::instrument(self.process_leased(&job, stop), span).await;
         JobReport { id: job.id, kind: job.kind, upload_id: job.upload_id, outcome }
     }
@@ -224,6 +243,9 @@ impl Worker {
             }
             JobKind::ExpireUpload => uploads.expire(upload_id()?).await?,
             JobKind::VerifyObject => uploads.verify_object(upload_id()?).await?,
+            JobKind::DeliverWebhook => {
+                uploads.deliver_webhook(job.webhook_event_id.ok_or(JobError::NoEvent(job.kind))?).await?;
+            }
             JobKind::RecoverCompletion => {
                 if let Recovery::NotDue(until) = uploads.recover_completion(upload_id()?).await? {
                     return Ok(Some((until - Utc::now()).to_std().unwrap_or_default()));
@@ -244,7 +266,8 @@ impl Worker {
             Ok(None) => repo.complete_job(job.id, &self.lease).await?.then_some(Outcome::Done),
             Err(err) => {
                 let error = format!("{err:#}");
-                let last = !job.kind.retries_forever() && job.attempts as u32 >= self.settings.max_attempts;
+                let last = err.is_final()
+                    || (!job.kind.retries_forever() && job.attempts as u32 >= self.settings.max_attempts);
                 let retry_after = (!last).then(|| self.settings.retry_policy().backoff_after(job.attempts as u32));
                 tracing::warn!(error = %error, last, ?retry_after, "job failed");
                 let state = repo.fail_job(job.id, &self.lease, &error, retry_after).await?;

@@ -12,13 +12,14 @@ use crate::auth::Caller;
 use crate::download::disposition::Disposition;
 use crate::download::link::Link;
 use crate::error::ApiError;
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, whole_opt};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LinkRequest {
     /// Seconds the link stays valid; `DOWNLOAD_LINK_TTL` when left out.
+    #[serde(default, deserialize_with = "whole_opt")]
     expires_in: Option<u64>,
     #[serde(default)]
     disposition: Disposition,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{IdempotencyKeyHeader, Json, Path, Query};
+use crate::extract::{IdempotencyKeyHeader, Json, Path, Query, whole, whole_opt};
 use crate::state::AppState;
 
 fn record_upload_id(id: Uuid) {
@@ -25,8 +25,10 @@ fn record_upload_id(id: Uuid) {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUploadRequest {
     filename: String,
+    #[serde(deserialize_with = "whole")]
     size: u64,
     content_type: Option<String>,
+    #[serde(default, deserialize_with = "whole_opt")]
     chunk_size: Option<u64>,
     sha256: Option<String>,
     metadata: Option<serde_json::Value>,
@@ -90,6 +92,7 @@ pub struct ChunkUrlRequest {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BatchChunk {
+    #[serde(deserialize_with = "whole")]
     index: u32,
     sha256: String,
 }

@@ -146,6 +146,7 @@ async fn rs256_and_es256_tokens_of_the_key_set_are_owners_and_others_are_named()
     assert_eq!(owners, ["erin", "frank"]);
     // The unknown kid came within the refresh interval of the first fetch: it did not cause another.
     assert_eq!(idp.fetches(), 1);
+    app.finish().await;
 }
 
 fn jwks_config(url: &str) -> AuthConfig {
@@ -215,6 +216,7 @@ async fn a_key_set_that_cannot_be_fetched_answers_503_never_a_pass() {
     let auth = Authenticator::with_jwks_settings(&jwks_config(&slow.url), settings).unwrap();
     let refused = auth.authenticate(&bearer(&key.sign(claims("jo")))).await;
     assert!(matches!(refused, Err(AuthError::KeysUnavailable(_))), "{refused:?}");
+    app.finish().await;
 }
 
 #[tokio::test]

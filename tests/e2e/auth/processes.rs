@@ -35,6 +35,7 @@ async fn auth_none_is_announced_by_a_warning_at_startup() {
     let warning = api.log().lines().find(|line| line.contains("AUTH=none")).map(String::from);
     let warning: serde_json::Value = serde_json::from_str(&warning.expect("a warning about AUTH=none")).unwrap();
     assert_eq!(warning["level"], "WARN", "{warning}");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -57,6 +58,7 @@ async fn no_token_reaches_the_log_even_at_trace_level() {
         let claims = token.split('.').nth(1).unwrap();
         assert!(!log.contains(claims), "a token's claims are in {}", api.log_path.display());
     }
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -81,4 +83,5 @@ async fn mint_token_signs_tokens_the_api_accepts() {
     let refused = unsigned.output().unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("AUTH_JWT_SECRET"));
+    app.finish().await;
 }

@@ -68,6 +68,7 @@ async fn cli_uploads_several_files_each_its_own_and_reports_the_worst_exit_code(
     let output =
         run(upl(&app, &scratch, &["upload", "--name", "x", a_path.to_str().unwrap(), b_path.to_str().unwrap()])).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -97,6 +98,7 @@ async fn cli_takes_every_setting_from_the_environment() {
     command.env("UPL_JSON", "false");
     let output = run(command).await;
     assert!(text(&output.stdout).starts_with("upload:"), "{}", text(&output.stdout));
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -115,6 +117,7 @@ async fn cli_plain_progress_lines_when_stderr_is_not_a_terminal() {
     assert!(lines.len() >= 3, "{stderr}");
     assert!(lines.iter().any(|l| l.contains("(50%)") && l.contains("/s, ETA ")), "{stderr}");
     assert_eq!(*lines.last().unwrap(), "upl: uploading 10.00 MiB of 10.00 MiB (100%)");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -161,6 +164,7 @@ async fn cli_pending_lists_interrupted_transfers_and_forget_drops_them() {
     let output = run(upl(&app, &scratch, &["forget", &done.to_string()])).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(!part.exists() && state_files(&scratch, "download").is_empty());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -186,6 +190,7 @@ async fn cli_lists_the_callers_uploads_newest_first() {
 
     let table = text(&run(upl(&app, &scratch, &["list"])).await.stdout);
     assert!(table.starts_with("ID") && table.contains("second.bin") && table.contains("100%"), "{table}");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -210,4 +215,5 @@ async fn cli_prints_completions_and_json_errors() {
     assert_eq!(output.status.code(), Some(2));
     let error: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!((error["error"]["code"].as_str(), error["error"]["exitCode"].as_u64()), (Some("usage"), Some(2)));
+    app.finish().await;
 }

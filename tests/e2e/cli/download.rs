@@ -78,6 +78,7 @@ async fn cli_downloads_byte_identical_and_verified() {
     // Without -o: the uploaded file's name, in the current directory.
     assert!(std::fs::read(scratch.path("movie.bin")).unwrap() == data);
     assert!(!scratch.path("movie.bin.part").exists());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -104,6 +105,7 @@ async fn cli_resumes_a_download_cut_halfway() {
     assert!(std::fs::read(scratch.path("out.bin")).unwrap() == data);
     assert!(!scratch.path("out.bin.part").exists());
     println!("download resumed from byte {kept} of {}", data.len());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -136,6 +138,7 @@ async fn cli_download_starts_over_when_the_etag_no_longer_matches() {
     assert_eq!(report["verified"], true);
     assert!(text(&output.stderr).contains("changed on the server"), "{}", text(&output.stderr));
     assert!(std::fs::read(scratch.path("out.bin")).unwrap() == data);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -164,6 +167,7 @@ async fn cli_downloads_into_a_directory_and_never_over_an_existing_file() {
     let output = run(upl(&app, &scratch, &["download", &id.to_string(), "-o", "inbox", "--force"])).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(std::fs::read(scratch.path("inbox/report.pdf")).unwrap() == data, "--force overwrites");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -212,6 +216,7 @@ async fn cli_downloads_by_link_keeping_its_query_and_resumes() {
     let last = proxy.requests().last().cloned().unwrap();
     assert_eq!(last.target, format!("/v1/files/{id}?disposition=attachment"));
     assert_eq!(last.header("authorization"), Some(format!("Bearer {}", app.token).as_str()));
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -234,4 +239,5 @@ async fn cli_download_of_an_unfinished_upload_is_refused_with_exit_4() {
     let output = run(upl(&app, &scratch, &["download", "not-a-link"])).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     assert!(state_files(&scratch, "download").is_empty());
+    app.finish().await;
 }

@@ -55,6 +55,7 @@ async fn cli_sends_the_token_to_every_service_call_never_to_s3_and_never_prints_
         let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
         assert!(!all.contains(token), "the token was printed: {all}");
     }
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -89,6 +90,7 @@ async fn cli_reads_tokens_from_a_file_and_says_how_to_pass_one_on_401() {
     let error: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(error["error"]["code"], "token_missing");
     assert_eq!(error["error"]["exitCode"], 4);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -138,6 +140,7 @@ async fn cli_retries_a_create_with_the_same_idempotency_key_even_across_runs() {
     let again = creates.iter().rfind(|r| r.target == "/v1/uploads").unwrap();
     assert_eq!(again.header("idempotency-key"), Some(saved_key.as_str()), "the next run reuses the key");
     assert!(state_files(&scratch, "upload").is_empty());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -166,4 +169,5 @@ async fn cli_waits_out_a_completion_in_progress() {
     assert!(waited >= Duration::from_secs(2), "Retry-After: 2 was honoured; waited {waited:?}");
     let id: Uuid = report["uploadId"].as_str().unwrap().parse().unwrap();
     assert!(app.object_bytes(id).await == data);
+    app.finish().await;
 }

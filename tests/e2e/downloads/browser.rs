@@ -89,4 +89,5 @@ async fn chromium_plays_and_seeks_a_video_served_with_ranges() {
     assert!(seek_request, "the seek caused no range request answered 206: {answered:?}");
     assert!(answered.iter().all(|(_, status)| *status == 206), "{answered:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+    app.finish().await;
 }

@@ -41,6 +41,7 @@ async fn the_stream_limit_answers_503_and_a_disconnect_frees_the_slot() {
     let response = fetch(&app, id, &[("range", "bytes=0-9")]).await;
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(response.bytes().await.unwrap(), data[..10]);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -50,14 +51,7 @@ async fn s3_failures_before_the_first_byte_are_502_503_and_504() {
 
     // The object vanished behind the API's back: S3 refuses, nothing was sent yet.
     let (gone, _) = two_chunk_file(&app).await;
-    app.storage
-        .client()
-        .delete_object()
-        .bucket(app.storage.bucket())
-        .key(format!("uploads/{gone}"))
-        .send()
-        .await
-        .unwrap();
+    app.delete_object_behind_the_service(gone).await;
     let response = fetch(&app, gone, &[]).await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(error_code(response).await, "storage_error");
@@ -82,6 +76,7 @@ async fn s3_failures_before_the_first_byte_are_502_503_and_504() {
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(error_code(response).await, "storage_timeout");
     hold.abort();
+    app.finish().await;
 }
 
 /// GET `id` through a second API on the same database whose S3 endpoint is `endpoint`. The SDK's retries of a
@@ -110,14 +105,7 @@ async fn an_s3_failure_after_the_first_byte_closes_the_connection() {
     let mut response = fetch(&app, id, &[("range", &range)]).await;
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     let promised: usize = text(response.headers(), "content-length").parse().unwrap();
-    app.storage
-        .client()
-        .delete_object()
-        .bucket(app.storage.bucket())
-        .key(format!("uploads/{id}"))
-        .send()
-        .await
-        .unwrap();
+    app.delete_object_behind_the_service(id).await;
 
     let mut body = Vec::new();
     let outcome = loop {
@@ -134,6 +122,7 @@ async fn an_s3_failure_after_the_first_byte_closes_the_connection() {
     assert!(received > header_end && received < promised, "{received} of {promised} bytes before the cut");
     assert!(body[..header_end].starts_with(b"--"));
     assert_eq!(body[header_end..], data[..received - header_end]);
+    app.finish().await;
 }
 
 /// The read client runs without the SDK's stalled-stream protection: the service's own stall timer must end a

@@ -144,4 +144,5 @@ async fn a_1_gib_download_through_the_api_process_keeps_its_memory_flat() {
         uploaded_in.as_secs_f64(),
     );
     assert!(peak < 200 * 1024, "the api's RSS peaked at {peak} KiB for a streamed download");
+    app.finish().await;
 }

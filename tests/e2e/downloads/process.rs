@@ -17,13 +17,20 @@ impl ApiProcess {
     /// Starts the api with the app's database and bucket; returns once /healthz answers.
     pub async fn spawn(app: &TestApp, name: &str, extra_env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start(app, port, name, extra_env, false).await
+    }
+
+    /// As [`ApiProcess::spawn`], on `port`, with `extra_env` winning over the defaults (`S3_ENDPOINT` through a
+    /// proxy, say). `restarted`: the log goes on after a killed predecessor's instead of starting afresh.
+    pub async fn start(app: &TestApp, port: u16, name: &str, extra_env: &[(&str, &str)], restarted: bool) -> Self {
         let base_url = format!("http://127.0.0.1:{port}");
         let dir = std::env::var("TEST_OUTPUT_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
         std::fs::create_dir_all(&dir).unwrap();
         let log_path = dir.join(format!("{name}-api.log"));
-        let log = std::fs::File::create(&log_path).unwrap();
+        let mut log = std::fs::OpenOptions::new();
+        let log = log.create(true).write(true).append(restarted).truncate(!restarted).open(&log_path).unwrap();
         let child = Command::new(workspace_bin("api"))
-            .env("DATABASE_URL", &app.config.service.database.database_url)
+            .env("DATABASE_URL", app.database_url())
             .env("S3_ENDPOINT", &app.env.s3_endpoint)
             .env("S3_BUCKET", &app.config.service.s3.s3_bucket)
             .env("S3_FORCE_PATH_STYLE", "true")
@@ -45,6 +52,12 @@ impl ApiProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the api process did not become healthy; see {}", process.log_path.display());
+    }
+
+    /// SIGKILL, as the OOM killer or a lost node does it: no shutdown, no flush; returns once it is gone.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the api");
+        self.child.wait().expect("reap the api");
     }
 
     pub fn pid(&self) -> u32 {

@@ -68,4 +68,5 @@ async fn curl_resumes_an_interrupted_download_byte_for_byte() {
     );
     assert!(std::fs::read(&file).unwrap() == data, "the resumed file differs from the upload");
     std::fs::remove_dir_all(&dir).unwrap();
+    app.finish().await;
 }

@@ -42,4 +42,5 @@ async fn web_page_explains_refusals_and_retries_after_retry_after() {
     let completed: uuid::Uuid = listed["uploads"][0]["uploadId"].as_str().unwrap().parse().unwrap();
     assert!(app.object_bytes(completed).await == small, "the retried upload is whole");
     std::fs::remove_dir_all(dir).unwrap();
+    app.finish().await;
 }

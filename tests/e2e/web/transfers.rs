@@ -46,6 +46,7 @@ async fn web_page_uploads_two_dropped_files_at_once_and_lists_them_with_working_
         assert_eq!(download["sha256"], sha256_hex(bytes), "{name}: the link serves the file");
     }
     std::fs::remove_dir_all(dir).unwrap();
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -88,4 +89,5 @@ async fn web_page_pauses_resumes_and_cancels() {
     assert_eq!(states, [(cancelled_id, "aborted".into()), (paused_id, "completed".into())]);
     assert_eq!(result["stored"], "[]", "neither is left to resume");
     std::fs::remove_dir_all(dir).unwrap();
+    app.finish().await;
 }

@@ -70,6 +70,7 @@ async fn two_workers_at_once_run_every_job_exactly_once() {
     }
     assert!(app.s3_multipart_uploads().await.is_empty());
     assert_nothing_left(&app).await;
+    app.finish().await;
 }
 
 /// The real `worker` binary on this test's database and bucket, its S3 behind a stalled chaos proxy: every job it
@@ -79,9 +80,9 @@ async fn spawn_stuck_worker_process(app: &TestApp, lease: &str) -> (tokio::proce
     let (proxy, endpoint) = ChaosProxy::in_front_of(s3.s3_endpoint.as_deref().unwrap()).await;
     proxy.stall();
     let child = tokio::process::Command::new(workspace_bin("worker"))
-        .env("DATABASE_URL", &app.config.service.database.database_url)
+        .env("DATABASE_URL", app.database_url())
         .env("S3_ENDPOINT", endpoint)
-        .env("S3_REGION", &s3.s3_region)
+        .env("S3_REGION", s3.s3_region.as_deref().unwrap())
         .env("S3_BUCKET", &s3.s3_bucket)
         .env("S3_FORCE_PATH_STYLE", "true")
         .env("S3_OPERATION_TIMEOUT", "1h")
@@ -135,6 +136,7 @@ async fn a_killed_workers_job_is_finished_by_another_once_its_lease_runs_out() {
     assert_eq!((job.state.as_str(), job.attempts), ("done", 2), "{job:?}");
     assert_eq!(app.status(id, false).await["verification"]["state"], "verified");
     assert_nothing_left(&app).await;
+    app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,6 +160,7 @@ async fn sigterm_releases_the_job_at_hand_and_exits_0() {
     assert!(reports.iter().any(|r| r.upload_id == Some(id) && r.outcome == Outcome::Done), "{reports:?}");
     assert_eq!(app.status(id, false).await["verification"]["state"], "verified");
     assert_nothing_left(&app).await;
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -186,4 +189,5 @@ async fn run_works_through_the_queue_until_shutdown() {
         assert_eq!(app.status(id, false).await["verification"]["state"], "verified");
     }
     assert_nothing_left(&app).await;
+    app.finish().await;
 }

@@ -44,6 +44,7 @@ async fn an_idle_upload_past_its_ttl_is_aborted_in_s3_and_expired() {
     worker(&app, |_| {}).await.tick().await.unwrap();
     assert_eq!(upload_state(&app, live).await, UploadState::Expired);
     assert!(app.s3_multipart_uploads().await.is_empty());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -80,6 +81,7 @@ async fn the_sweep_aborts_orphan_multipart_uploads_older_than_the_ttl() {
         storage.abort_multipart_upload(key, id).await.unwrap();
     }
     assert_nothing_left(&app).await;
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -99,6 +101,7 @@ async fn listing_multipart_uploads_follows_every_page() {
     listed.sort();
     created.sort();
     assert_eq!(listed, created);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -149,6 +152,7 @@ async fn verification_records_verified_corrupt_and_computed_digests() {
         assert_eq!(job_of(&app, "verify_object", id).await.attempts, 1);
     }
     assert_nothing_left(&app).await;
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -205,6 +209,7 @@ async fn a_corrupt_object_is_refused_unless_its_owner_opts_in_and_never_attested
         .unwrap();
     assert_eq!(redirect.status(), StatusCode::FOUND);
     assert_nothing_left(&app).await;
+    app.finish().await;
 }
 
 /// As if the API died between S3 and the database: `completing`, CompleteMultipartUpload perhaps sent, its lease
@@ -260,6 +265,7 @@ async fn uploads_stuck_in_completing_are_recovered() {
     assert_eq!(recovered.len(), 3, "{recovered:?}");
     assert!(recovered.iter().all(|j| j.attempts == 1 && j.last_error.is_none()), "{recovered:?}");
     assert_nothing_left(&app).await;
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -299,6 +305,7 @@ async fn a_failing_job_records_its_error_backs_off_and_finally_fails() {
     assert_eq!(record.verification_state, Some(VerificationState::Failed));
     assert!(record.verification_error.unwrap_or_default().contains("no such object"));
     assert_eq!(app.status(id, false).await["verification"]["state"], "failed");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -321,6 +328,7 @@ async fn the_sweep_deletes_done_jobs_past_their_retention_and_keeps_the_rest() {
     let left: Vec<(String, Option<Uuid>)> = jobs(&app).await.into_iter().map(|j| (j.kind, j.upload_id)).collect();
     assert_eq!(left, [("sweep".to_string(), None), ("verify_object".to_string(), Some(recent))]);
     assert_eq!(app.status(old, false).await["verification"]["state"], "computed");
+    app.finish().await;
 }
 
 /// As if a worker claimed the job and died: running, under a lease that has run out.
@@ -361,6 +369,7 @@ async fn a_job_whose_worker_vanished_waits_out_its_backoff_and_a_spent_verificat
     worker.tick().await.unwrap();
     assert_eq!(job_of(&app, "verify_object", id).await.state, "failed");
     assert_eq!(app.status(id, false).await["verification"]["state"], "failed");
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -401,4 +410,5 @@ async fn expiries_and_recoveries_keep_retrying_however_often_they_fail() {
     worker.tick().await.unwrap();
     assert_eq!(upload_state(&app, stuck).await, UploadState::Completed);
     assert_eq!(upload_state(&app, idle).await, UploadState::Expired);
+    app.finish().await;
 }

@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use uuid::Uuid;
 
 /// 8 bytes of microseconds since the epoch (Postgres' precision, so the value survives the round trip
@@ -19,7 +19,7 @@ pub struct ListCursor {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cursor is not one this service gave out: pass the nextCursor of a previous page as it is")]
+#[error("cursor is not a nextCursor (32 base64url characters): pass the nextCursor of a previous page as it is")]
 pub struct ListCursorError;
 
 impl ListCursor {
@@ -41,6 +41,12 @@ impl ListCursor {
         let bytes = URL_SAFE_NO_PAD.decode(value).map_err(|_| ListCursorError)?;
         let bytes: [u8; ENCODED_BYTES] = bytes.try_into().map_err(|_| ListCursorError)?;
         let micros = i64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
+        // Every 24 bytes name a position in (created_at, id) order, so every 32 characters of base64url are
+        // a cursor (openapi.yaml's pattern): one past any date an upload can have is clamped to the years
+        // 1..=9999, which keeps its place in the order and stays inside what Postgres and chrono hold.
+        let (first, last) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        let bounds = |year| first.with_year(year).unwrap_or(first).timestamp_micros();
+        let micros = micros.clamp(bounds(1), last.with_year(9999).unwrap_or(last).timestamp_micros());
         let created_at = DateTime::from_timestamp_micros(micros).ok_or(ListCursorError)?;
         let id = Uuid::from_slice(&bytes[8..]).map_err(|_| ListCursorError)?;
         Ok(Self { created_at, id })
@@ -73,10 +79,18 @@ mod tests {
             &format!("{valid}AA"),
             &format!("{valid}="),
             &valid.replace(|c: char| c.is_ascii_alphanumeric(), "+"),
-            // i64::MAX microseconds is past what a date can hold.
-            &URL_SAFE_NO_PAD.encode([[0x7f].as_slice(), &[0xff; 7], &[0; 16]].concat()),
         ] {
             assert_eq!(ListCursor::parse(value), Err(ListCursorError), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn a_position_past_any_date_is_clamped_into_years_1_to_9999() {
+        let id = [7; 16];
+        for (micros, year) in [(i64::MAX, 9999), (i64::MIN, 1)] {
+            let value = URL_SAFE_NO_PAD.encode([micros.to_be_bytes().as_slice(), &id].concat());
+            let cursor = ListCursor::parse(&value).unwrap();
+            assert_eq!((cursor.created_at.year(), cursor.id), (year, Uuid::from_bytes(id)), "{value}");
         }
     }
 }

@@ -9,6 +9,7 @@ mod owner;
 mod sha256;
 mod state;
 mod verification;
+mod webhook_event;
 
 pub use byte_range::ByteRange;
 pub use chunk_plan::{ChunkPlan, ChunkPlanError, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_CHUNKS, MIN_CHUNK_SIZE};
@@ -19,3 +20,4 @@ pub use owner::{MAX_OWNER_LEN, Owner, OwnerError};
 pub use sha256::{Sha256Digest, Sha256ParseError};
 pub use state::UploadState;
 pub use verification::VerificationState;
+pub use webhook_event::{EventType, EventUpload, EventVerification, WebhookEvent};

@@ -1,5 +1,5 @@
 //! Every SQL statement of the service lives here, one file per concern: creating uploads, uploads and their
-//! transitions, an owner's list, chunks, the job queue, and the upkeep scans the sweep makes. State changes are single guarded
+//! transitions, an owner's list, chunks, the job queue, webhook events, and the upkeep scans the sweep makes. State changes are single guarded
 //! statements (`... WHERE state = 'uploading' RETURNING ...`), never read-then-write. What a client asks for
 //! is guarded by its owner too (`... AND owner = $2`): another owner's upload matches nothing, as an unknown
 //! id does.
@@ -134,11 +134,13 @@ mod listing;
 mod queue;
 mod upkeep;
 mod uploads;
+mod webhooks;
 
 pub use creation::{ActiveLimits, ActiveUsage, Creation, FirstCreate, Insertion};
 pub use listing::ListedUpload;
 pub use queue::{ClaimedJob, JobKind, JobState, Lease, RetryPolicy};
 pub use uploads::find_upload;
+pub use webhooks::{PendingEvent, WebhookEventState};
 
 fn ttl_seconds(ttl: Duration) -> f64 {
     ttl.as_secs_f64()

@@ -17,15 +17,19 @@ pub enum JobKind {
     ExpireUpload,
     VerifyObject,
     RecoverCompletion,
+    /// One webhook event (`webhook_event_id`; no upload).
+    DeliverWebhook,
 }
 
 impl JobKind {
-    pub const ALL: [Self; 4] = [Self::Sweep, Self::ExpireUpload, Self::VerifyObject, Self::RecoverCompletion];
+    pub const ALL: [Self; 5] =
+        [Self::Sweep, Self::ExpireUpload, Self::VerifyObject, Self::RecoverCompletion, Self::DeliverWebhook];
 
     /// The sweep recurs, an upload must never stay `completing` forever nor its parts live forever: these keep
-    /// retrying with capped backoff. Only a verification may fail for good (the upload then says so).
+    /// retrying with capped backoff. A webhook delivery is bounded by its event's age (`WEBHOOK_MAX_AGE`), not
+    /// by a count of attempts. Only a verification fails for good after `max_attempts` (the upload then says so).
     pub fn retries_forever(self) -> bool {
-        matches!(self, Self::Sweep | Self::ExpireUpload | Self::RecoverCompletion)
+        matches!(self, Self::Sweep | Self::ExpireUpload | Self::RecoverCompletion | Self::DeliverWebhook)
     }
 }
 
@@ -45,8 +49,19 @@ pub struct ClaimedJob {
     pub id: i64,
     pub kind: JobKind,
     pub upload_id: Option<Uuid>,
+    /// The event a `deliver_webhook` job delivers.
+    pub webhook_event_id: Option<Uuid>,
     /// This claim included.
     pub attempts: i32,
+}
+
+/// A job taken back from a worker that stopped renewing its lease.
+#[derive(FromRow)]
+struct Reclaimed {
+    #[sqlx(flatten)]
+    job: ClaimedJob,
+    /// Failed for good: its attempts are spent.
+    spent: bool,
 }
 
 /// How failed jobs are retried: `backoff * 2^(attempt-1)`, at most `backoff_max`, until `max_attempts`
@@ -87,7 +102,7 @@ impl Repository {
                    LIMIT 1
                    FOR UPDATE SKIP LOCKED
                )
-               RETURNING id, kind, upload_id, attempts"#,
+               RETURNING id, kind, upload_id, webhook_event_id, attempts"#,
         )
         .bind(&lease.owner)
         .bind(ttl_seconds(lease.duration))
@@ -115,7 +130,7 @@ impl Repository {
                    last_error = 'the worker holding this job stopped renewing its lease (crashed, stalled or killed)',
                    lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
                FROM abandoned WHERE jobs.id = abandoned.id
-               RETURNING jobs.id, kind, upload_id, attempts, abandoned.spent"#,
+               RETURNING jobs.id, kind, upload_id, webhook_event_id, attempts, abandoned.spent"#,
         )
         .bind(retry.max_attempts as i32)
         .bind(retry.backoff.as_secs_f64())
@@ -123,12 +138,7 @@ impl Repository {
         .bind(&forever)
         .fetch_all(&self.pool)
         .await
-        .map(|rows: Vec<(i64, JobKind, Option<Uuid>, i32, bool)>| {
-            rows.into_iter()
-                .filter(|(.., spent)| *spent)
-                .map(|(id, kind, upload_id, attempts, _)| ClaimedJob { id, kind, upload_id, attempts })
-                .collect()
-        })
+        .map(|rows: Vec<Reclaimed>| rows.into_iter().filter(|r| r.spent).map(|r| r.job).collect())
     }
 
     /// Extends the lease; `false` when another worker took the job over (this one must stop).

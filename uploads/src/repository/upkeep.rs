@@ -7,7 +7,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{Repository, UploadRecord, ttl_seconds};
-use crate::domain::{Sha256Digest, VerificationState};
+use crate::domain::{EventType, Sha256Digest, VerificationState};
 
 impl Repository {
     /// Queues an expiry for every live upload past its deadline; returns how many were queued.
@@ -60,15 +60,17 @@ impl Repository {
         .await
     }
 
-    /// Records the hash of a completed object and what it means. `None` unless the upload is completed.
+    /// Records the hash of a completed object and what it means, reported as `event` if given. `None` unless
+    /// the upload is completed.
     #[tracing::instrument(skip_all, fields(upload_id = %id, ?outcome))]
     pub async fn record_verification(
         &self,
         id: Uuid,
         outcome: VerificationState,
         object_sha256: &Sha256Digest,
+        event: Option<EventType>,
     ) -> Result<Option<UploadRecord>, sqlx::Error> {
-        sqlx::query_as(concat!(
+        let transition = sqlx::query_as(concat!(
             "UPDATE uploads SET verification_state = $2, object_sha256 = $3, verified_at = now(), \
                  verification_error = NULL, updated_at = now() \
              WHERE id = $1 AND state = 'completed' RETURNING ",
@@ -76,9 +78,8 @@ impl Repository {
         ))
         .bind(id)
         .bind(outcome)
-        .bind(object_sha256.as_bytes().as_slice())
-        .fetch_optional(&self.pool)
-        .await
+        .bind(object_sha256.as_bytes().as_slice());
+        self.transition_reporting(transition, event).await
     }
 
     /// The worker gave up hashing the object: say so on the upload, unless a result is already recorded.

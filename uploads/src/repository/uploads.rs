@@ -6,7 +6,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{Repository, UploadRecord, ttl_seconds};
-use crate::domain::Owner;
+use crate::domain::{EventType, Owner};
 
 /// Drops the queued recovery job of a completion that settled (a worker running it finds nothing to do).
 macro_rules! recovery_not_needed {
@@ -143,22 +143,30 @@ impl Repository {
     }
 
     /// `completing -> aborted` for completion `epoch`, when S3 holds neither the parts nor a right object: the
-    /// upload cannot be completed any more.
+    /// upload cannot be completed any more. Reported as `event`, if given.
     #[tracing::instrument(skip_all, fields(upload_id = %id, epoch))]
-    pub async fn lose_completion(&self, id: Uuid, epoch: i64) -> Result<Option<UploadRecord>, sqlx::Error> {
-        self.transition_epoch(settle_sql!("state = 'aborted', completing_until = NULL"), id, epoch).await
+    pub async fn lose_completion(
+        &self,
+        id: Uuid,
+        epoch: i64,
+        event: Option<EventType>,
+    ) -> Result<Option<UploadRecord>, sqlx::Error> {
+        let sql = settle_sql!("state = 'aborted', completing_until = NULL");
+        self.transition_reporting(sqlx::query_as(sql).bind(id).bind(epoch), event).await
     }
 
     /// `completing -> completed` for completion `epoch`, with the object's ETag, enqueueing its verification in
     /// the same statement (so in the same transaction): no completed object goes unverified, whoever completed it.
+    /// Reported as `event`, if given, in that transaction too.
     #[tracing::instrument(skip_all, fields(upload_id = %id, epoch))]
     pub async fn finish_completion(
         &self,
         id: Uuid,
         epoch: i64,
         etag: &str,
+        event: Option<EventType>,
     ) -> Result<Option<UploadRecord>, sqlx::Error> {
-        sqlx::query_as(concat!(
+        let transition = sqlx::query_as(concat!(
             "WITH completed AS (",
             transition_sql!(
                 "state = 'completed', etag = $3, completed_at = now(), completing_until = NULL, \
@@ -174,27 +182,29 @@ impl Repository {
         ))
         .bind(id)
         .bind(epoch)
-        .bind(etag)
-        .fetch_optional(&self.pool)
-        .await
+        .bind(etag);
+        self.transition_reporting(transition, event).await
     }
 
     /// `uploading -> aborted`, for its owner, while the upload is live: one past its deadline is expired (410)
-    /// like everywhere else, and the worker's expiry removes its parts.
+    /// like everywhere else, and the worker's expiry removes its parts. Reported as `event`, if given.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn abort(&self, id: Uuid, owner: &Owner) -> Result<Option<UploadRecord>, sqlx::Error> {
+    pub async fn abort(
+        &self,
+        id: Uuid,
+        owner: &Owner,
+        event: Option<EventType>,
+    ) -> Result<Option<UploadRecord>, sqlx::Error> {
         let sql = transition_sql!("state = 'aborted'", "owner = $2 AND state = 'uploading' AND expires_at > now()");
-        self.owned_transition(sql, id, owner).await
+        self.transition_reporting(sqlx::query_as(sql).bind(id).bind(owner.as_str()), event).await
     }
 
-    /// `uploading -> expired`, only once its deadline has passed (activity may have refreshed it).
+    /// `uploading -> expired`, only once its deadline has passed (activity may have refreshed it). Reported as
+    /// `event`, if given.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
-    pub async fn expire(&self, id: Uuid) -> Result<Option<UploadRecord>, sqlx::Error> {
-        self.transition(transition_sql!("state = 'expired'", "state = 'uploading' AND expires_at <= now()"), id).await
-    }
-
-    async fn transition(&self, sql: &'static str, id: Uuid) -> Result<Option<UploadRecord>, sqlx::Error> {
-        sqlx::query_as(sql).bind(id).fetch_optional(&self.pool).await
+    pub async fn expire(&self, id: Uuid, event: Option<EventType>) -> Result<Option<UploadRecord>, sqlx::Error> {
+        let sql = transition_sql!("state = 'expired'", "state = 'uploading' AND expires_at <= now()");
+        self.transition_reporting(sqlx::query_as(sql).bind(id), event).await
     }
 
     async fn transition_epoch(
@@ -204,15 +214,6 @@ impl Repository {
         epoch: i64,
     ) -> Result<Option<UploadRecord>, sqlx::Error> {
         sqlx::query_as(sql).bind(id).bind(epoch).fetch_optional(&self.pool).await
-    }
-
-    async fn owned_transition(
-        &self,
-        sql: &'static str,
-        id: Uuid,
-        owner: &Owner,
-    ) -> Result<Option<UploadRecord>, sqlx::Error> {
-        sqlx::query_as(sql).bind(id).bind(owner.as_str()).fetch_optional(&self.pool).await
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{PartMismatch, UploadError, Uploads, gone_check};
-use crate::domain::{IndexRanges, Owner, Sha256Digest, UploadState};
+use crate::domain::{EventType, IndexRanges, Owner, Sha256Digest, UploadState};
 use crate::repository::{UploadRecord, VerifiedChunk};
 use crate::storage::{PartToComplete, StorageError};
 
@@ -132,7 +132,7 @@ impl Uploads {
         let upload = UploadRecord { assembly_requested_at: Some(Utc::now()), ..upload };
         let assembled = self.holding_lease(id, epoch, self.assemble(&upload, assembly)).await;
         match assembled {
-            Ok(etag) => match self.repo.finish_completion(id, epoch, &etag).await? {
+            Ok(etag) => match self.repo.finish_completion(id, epoch, &etag, self.report(EventType::Completed)).await? {
                 Some(completed) => Ok(completed),
                 // This completion's lease lapsed and another took over: it reaches the same object.
                 None => match self.repo.find_upload(id).await?.ok_or(UploadError::NotFound)? {
@@ -153,7 +153,7 @@ impl Uploads {
         let settled = match failure.after_failed_completion() {
             AfterFailure::Retry if maybe_assembled => self.repo.release_completion(id, epoch).await,
             AfterFailure::Resend | AfterFailure::Retry => self.repo.abandon_completion(id, epoch).await.map(|_| ()),
-            AfterFailure::Lost => match self.repo.lose_completion(id, epoch).await {
+            AfterFailure::Lost => match self.repo.lose_completion(id, epoch, self.report(EventType::Aborted)).await {
                 Ok(Some(lost)) => {
                     if let Err(err) = self.remove_stored_bytes(&lost).await {
                         // The sweep aborts what is left of a row that is no longer live.

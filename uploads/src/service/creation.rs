@@ -5,7 +5,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::validation::{parse_sha256, validate_content_type, validate_filename, validate_metadata};
-use super::{UploadError, Uploads, sweep};
+use super::{UploadError, Uploads};
 use crate::domain::{ChunkPlan, IdempotencyKey, Owner, Sha256Digest};
 use crate::repository::{ActiveLimits, ActiveUsage, FirstCreate, Insertion, NewUpload, UploadRecord};
 
@@ -85,7 +85,7 @@ impl Uploads {
             return Err(refusal);
         }
 
-        let object_key = format!("{}{id}", sweep::OBJECT_KEY_PREFIX);
+        let object_key = self.storage.object_key(id);
         let s3_upload_id = if plan.total_chunks() == 0 {
             None
         } else {

@@ -65,7 +65,8 @@ fn page_size(limit: Option<u32>) -> Result<u32, UploadError> {
 
 fn parse_states(names: &str) -> Result<Vec<UploadState>, UploadError> {
     let mut states = Vec::new();
-    for name in names.split(',').map(str::trim) {
+    // Spaces around names only, as openapi.yaml's pattern has them (not every Unicode space `trim` drops).
+    for name in names.split(',').map(|name| name.trim_matches(' ')) {
         let state = UploadState::parse(name).ok_or_else(|| {
             let known: Vec<_> = UploadState::ALL.iter().map(|s| s.as_str()).collect();
             invalid(ErrorCode::InvalidStateFilter, format!("state {name:?} is not one of {}", known.join(", ")))

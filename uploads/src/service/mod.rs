@@ -1,16 +1,17 @@
 //! The upload lifecycle: every transition of an upload has its one home here, whether the API or a worker job
 //! asks for it, over the repository (Postgres) and storage (S3).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::config::{ServiceConfig, UploadPolicy};
-use crate::domain::{ChunkPlanError, IndexRanges, Owner, Sha256Digest, UploadState};
+use crate::domain::{ChunkPlanError, EventType, IndexRanges, Owner, Sha256Digest, UploadState};
 use crate::error_code::ErrorCode;
 use crate::repository::{ChunkRecord, Repository, UploadRecord};
 use crate::storage::{PartToPresign, PresignedRequest, Storage, StorageError};
+use crate::webhooks::WebhookSender;
 
 mod completion;
 mod creation;
@@ -20,13 +21,16 @@ mod retirement;
 mod sweep;
 mod validation;
 mod verification;
+mod webhooks;
 
 pub use completion::Recovery;
 pub use creation::{CreateUpload, Created};
 pub use downloads::{CorruptObject, DownloadableFile};
 pub use listing::{DEFAULT_PAGE_SIZE, ListUploads, MAX_PAGE_SIZE, UploadPage};
 pub use sweep::{SweepReport, SweepSettings};
+pub use webhooks::{DeliveryError, DeliveryOutcome};
 
+pub use validation::refused_in_filename;
 use validation::{invalid, parse_sha256, validate_etag};
 
 /// Most URLs one batch request may ask for.
@@ -120,18 +124,33 @@ pub struct Uploads {
     repo: Repository,
     storage: Storage,
     policy: UploadPolicy,
+    /// `None`: webhooks are off, and no event is recorded.
+    webhooks: Option<WebhookSender>,
 }
 
 impl Uploads {
     pub fn new(repo: Repository, storage: Storage, policy: UploadPolicy) -> Self {
-        Self { repo, storage, policy }
+        Self { repo, storage, policy, webhooks: None }
+    }
+
+    /// Records an event with every reported transition, for `webhooks` to deliver.
+    pub fn with_webhooks(self, webhooks: Option<WebhookSender>) -> Self {
+        Self { webhooks, ..self }
     }
 
     /// Connects to Postgres (applying pending migrations) and S3, as each binary does at startup.
     pub async fn connect(config: &ServiceConfig) -> anyhow::Result<Self> {
+        // Configuration first: a contradiction or a bad value is reported without waiting for a database.
+        config.s3.check()?;
+        let webhooks = WebhookSender::from_config(&config.webhooks)?;
         let pool = crate::db::connect_and_migrate(&config.database).await?;
-        let storage = Storage::connect(&config.s3).await;
-        Ok(Self::new(Repository::new(pool), storage, config.policy.clone()))
+        let storage = Storage::connect(&config.s3).await?;
+        Ok(Self::new(Repository::new(pool), storage, config.policy.clone()).with_webhooks(webhooks))
+    }
+
+    /// `event`, when webhooks are on: what a transition passes the repository to be reported.
+    fn report(&self, event: EventType) -> Option<EventType> {
+        self.webhooks.is_some().then_some(event)
     }
 
     /// Runs `work` in a task of its own and awaits it: a caller that goes away (a client that disconnects drops
@@ -171,21 +190,20 @@ impl Uploads {
         if chunks.len() > MAX_URL_BATCH {
             return Err(invalid(ErrorCode::BatchTooLarge, format!("ask for at most {MAX_URL_BATCH} chunks at once")));
         }
-        let mut seen = HashSet::new();
-        let mut declared = Vec::with_capacity(chunks.len());
-        for (index, sha256) in chunks {
-            if !seen.insert(index) {
-                return Err(invalid(ErrorCode::DuplicateChunkIndex, format!("chunk {index} is asked for twice")));
-            }
-            declared.push((index, parse_sha256(&sha256)?));
-        }
+        let asked = chunks.into_iter().map(|(index, sha256)| Ok((index, parse_sha256(&sha256)?)));
+        let asked: Vec<(u32, Sha256Digest)> = asked.collect::<Result<_, UploadError>>()?;
+        // A batch reads as its items asked one after another: each gets a URL for its own checksum, and for an
+        // index asked twice the last checksum is the one on record (as two single requests would leave it).
+        let mut latest = HashMap::with_capacity(asked.len());
+        latest.extend(asked.iter().map(|(index, sha256)| (*index, *sha256)));
+        let declared: Vec<(u32, Sha256Digest)> = latest.into_iter().collect();
         let Some(upload) = self.repo.declare_chunks(id, owner, &declared, self.policy.upload_ttl).await? else {
             return Err(self.explain_refusal(owner, id, declared.iter().map(|(i, _)| *i).max()).await);
         };
         let s3_upload_id = upload.s3_upload_id.as_deref().unwrap_or_default();
         let plan = upload.plan();
-        let mut urls = Vec::with_capacity(declared.len());
-        for (index, sha256) in declared {
+        let mut urls = Vec::with_capacity(asked.len());
+        for (index, sha256) in asked {
             let part_number = index + 1;
             // declare_chunks matched only indices inside the plan.
             let length = plan

@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::{UploadError, Uploads};
-use crate::domain::{Owner, UploadState};
+use crate::domain::{EventType, Owner, UploadState};
 use crate::repository::UploadRecord;
 
 impl Uploads {
@@ -12,7 +12,7 @@ impl Uploads {
     /// multipart uploads whose rows are no longer live.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
     pub async fn abort(&self, owner: &Owner, id: Uuid) -> Result<(), UploadError> {
-        let Some(upload) = self.repo.abort(id, owner).await? else {
+        let Some(upload) = self.repo.abort(id, owner, self.report(EventType::Aborted)).await? else {
             return Err(self.explain_refusal(owner, id, None).await);
         };
         self.detached(move |this| async move { this.remove_stored_bytes(&upload).await }).await
@@ -23,7 +23,7 @@ impl Uploads {
     /// was aborted meanwhile is left alone.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
     pub async fn expire(&self, id: Uuid) -> Result<(), UploadError> {
-        let upload = match self.repo.expire(id).await? {
+        let upload = match self.repo.expire(id, self.report(EventType::Expired)).await? {
             Some(upload) => upload,
             None => match self.repo.find_upload(id).await? {
                 Some(upload) if upload.state == UploadState::Expired => upload,

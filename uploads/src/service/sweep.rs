@@ -1,5 +1,5 @@
-//! The recurring sweep: queues expiries and completion recoveries, forgets old done jobs and expired
-//! idempotency keys, and aborts the multipart uploads in S3 that no live upload owns.
+//! The recurring sweep: queues expiries and completion recoveries, forgets old done jobs, delivered webhook
+//! events and expired idempotency keys, and aborts the multipart uploads in S3 that no live upload owns.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,8 +8,6 @@ use chrono::Utc;
 
 use super::{UploadError, Uploads};
 
-/// Where the service keeps its objects (`uploads/<id>`); the sweep leaves other keys of the bucket alone.
-pub const OBJECT_KEY_PREFIX: &str = "uploads/";
 /// Ids per query when asking the database which multipart uploads are live (one ListMultipartUploads page).
 const LIVE_LOOKUP_BATCH: usize = 1000;
 
@@ -28,6 +26,7 @@ pub struct SweepReport {
     pub expiries_queued: u64,
     pub recoveries_queued: u64,
     pub done_jobs_deleted: u64,
+    pub delivered_events_deleted: u64,
     pub idempotency_keys_deleted: u64,
     pub multipart_uploads_seen: usize,
     pub orphans_aborted: usize,
@@ -40,6 +39,7 @@ impl Uploads {
             expiries_queued: self.repo.enqueue_overdue_expiries().await?,
             recoveries_queued: self.repo.enqueue_stuck_completions(settings.recovery_threshold).await?,
             done_jobs_deleted: self.repo.delete_done_jobs(settings.job_retention).await?,
+            delivered_events_deleted: self.repo.delete_delivered_webhook_events(settings.job_retention).await?,
             idempotency_keys_deleted: self.repo.delete_expired_idempotency_keys().await?,
             ..SweepReport::default()
         };
@@ -48,10 +48,11 @@ impl Uploads {
         Ok(report)
     }
 
-    /// Aborts every multipart upload under our prefix that no live row owns and that is older than `UPLOAD_TTL`
+    /// Aborts every multipart upload under `S3_KEY_PREFIX` (another service's prefix in the same bucket is not
+    /// ours to judge) that no live row owns and that is older than `UPLOAD_TTL`
     /// (younger ones may belong to a row being inserted). Returns how many were seen and aborted.
     pub async fn abort_orphans(&self) -> Result<(usize, usize), UploadError> {
-        let open = self.storage.list_multipart_uploads(OBJECT_KEY_PREFIX).await?;
+        let open = self.storage.list_multipart_uploads(self.storage.key_prefix()).await?;
         let seen = open.len();
         let cutoff = Utc::now() - self.policy.upload_ttl;
         let old: Vec<_> = open.into_iter().filter(|u| u.initiated.is_some_and(|at| at <= cutoff)).collect();

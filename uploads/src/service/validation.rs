@@ -7,6 +7,7 @@ use crate::domain::Sha256Digest;
 use crate::error_code::ErrorCode;
 
 const MAX_METADATA_BYTES: usize = 16 * 1024;
+const MAX_FILENAME_CHARS: usize = 1024;
 
 pub(super) fn invalid(code: ErrorCode, message: impl Into<String>) -> UploadError {
     UploadError::Invalid { code, message: message.into() }
@@ -18,13 +19,19 @@ pub(super) fn parse_sha256(value: &str) -> Result<Sha256Digest, UploadError> {
 
 pub(super) fn validate_filename(filename: String) -> Result<String, UploadError> {
     let trimmed = filename.trim();
-    if trimmed.is_empty() || trimmed.len() > 1024 {
-        return Err(invalid(ErrorCode::InvalidFilename, "filename must be 1 to 1024 bytes of text"));
+    // Characters as sent, as openapi.yaml's maxLength counts them (JSON Schema counts code points).
+    if trimmed.is_empty() || filename.chars().count() > MAX_FILENAME_CHARS {
+        return Err(invalid(ErrorCode::InvalidFilename, "filename must be 1 to 1024 characters of text"));
     }
     if let Some((character, kind)) = trimmed.chars().find_map(|c| hidden_character(c).map(|kind| (c, kind))) {
         return Err(UploadError::FilenameCharacter { character, kind });
     }
     Ok(trimmed.to_string())
+}
+
+/// Whether a filename may not hold `c` anywhere (openapi.yaml's filename pattern lists the same ranges).
+pub fn refused_in_filename(c: char) -> bool {
+    hidden_character(c).is_some()
 }
 
 /// What makes `c` unfit for a filename a person reads: control characters, and the invisible "format"
@@ -39,19 +46,70 @@ fn hidden_character(c: char) -> Option<&'static str> {
     }
 }
 
-/// A real media type (RFC 9110 §8.3.1, as the `mime` crate parses it), not a wildcard, at most 255 bytes.
+/// A real media type (RFC 9110 §8.3.1, see [`is_media_type`]), not a wildcard, at most 255 bytes; not trimmed.
 pub(super) fn validate_content_type(content_type: Option<String>) -> Result<String, UploadError> {
     let Some(value) = content_type else { return Ok("application/octet-stream".into()) };
-    let value = value.trim();
-    let parsed = value.parse::<mime::Mime>().ok().filter(|m| m.type_() != mime::STAR && m.subtype() != mime::STAR);
-    let valid = value.len() <= 255 && parsed.is_some() && value.chars().all(|c| c.is_ascii_graphic() || c == ' ');
-    if !valid {
+    let value = value.as_str();
+    if value.len() > 255 || !is_media_type(value) {
         return Err(invalid(
             ErrorCode::InvalidContentType,
             format!("contentType {value:?} is not a media type like video/mp4 or text/plain; charset=utf-8"),
         ));
     }
     Ok(value.to_string())
+}
+
+/// RFC 9110's `type "/" subtype *( OWS ";" OWS parameter )`, spaces only for OWS, no wildcard type or
+/// subtype: exactly openapi.yaml's pattern for `contentType`, so a client that checks against it is never
+/// refused (a general parser such as the `mime` crate's admits and refuses at its own edges).
+fn is_media_type(value: &str) -> bool {
+    fn tchar(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    }
+    fn token(s: &[u8]) -> usize {
+        s.iter().take_while(|b| tchar(**b)).count()
+    }
+    let s = value.as_bytes();
+    let t = token(s);
+    if t == 0 || &s[..t] == b"*" || s.get(t) != Some(&b'/') {
+        return false;
+    }
+    let rest = &s[t + 1..];
+    let st = token(rest);
+    if st == 0 || &rest[..st] == b"*" {
+        return false;
+    }
+    let mut rest = &rest[st..];
+    while !rest.is_empty() {
+        rest = &rest[rest.iter().take_while(|b| **b == b' ').count()..];
+        let Some(after) = rest.strip_prefix(b";") else { return false };
+        rest = &after[after.iter().take_while(|b| **b == b' ').count()..];
+        let name = token(rest);
+        if name == 0 || rest.get(name) != Some(&b'=') {
+            return false;
+        }
+        rest = &rest[name + 1..];
+        if let Some(quoted) = rest.strip_prefix(b"\"") {
+            // qdtext: printable ASCII and space but `"` and `\`; quoted-pair: `\` and any of those or `"`/`\`.
+            let mut i = 0;
+            loop {
+                match quoted.get(i) {
+                    Some(b'"') => break,
+                    Some(b'\\') if quoted.get(i + 1).is_some_and(|b| (b' '..=b'~').contains(b)) => i += 2,
+                    Some(b) if (b' '..=b'~').contains(b) && *b != b'\\' => i += 1,
+                    _ => return false,
+                }
+            }
+            rest = &quoted[i + 1..];
+        } else {
+            let value = token(rest);
+            if value == 0 {
+                return false;
+            }
+            rest = &rest[value..];
+        }
+    }
+    true
 }
 
 pub(super) fn validate_metadata(metadata: Option<serde_json::Value>) -> Result<serde_json::Value, UploadError> {
@@ -80,7 +138,7 @@ fn holds_nul(value: &serde_json::Value) -> bool {
 }
 
 pub(super) fn validate_etag(etag: &str) -> Result<String, UploadError> {
-    let etag = etag.trim();
+    // As S3 sends it: printable ASCII, no spaces (openapi.yaml's pattern says the same, so nothing is trimmed).
     if etag.is_empty() || etag.len() > 256 || !etag.chars().all(|c| c.is_ascii_graphic()) {
         return Err(invalid(ErrorCode::InvalidEtag, "etag must be the ETag header S3 answered to the chunk's PUT"));
     }
@@ -98,6 +156,7 @@ mod tests {
         assert_eq!(validate_etag("\"abc\"").unwrap(), "\"abc\"");
         assert!(validate_etag("").is_err());
         assert!(validate_etag("a b").is_err());
+        assert!(validate_etag(" abc").is_err());
     }
 
     #[test]
@@ -105,7 +164,13 @@ mod tests {
         assert_eq!(validate_content_type(None).unwrap(), "application/octet-stream");
         let table = [
             ("video/mp4", Some("video/mp4")),
-            ("a/b\n", Some("a/b")), // trimmed
+            // Not trimmed: openapi.yaml's pattern admits no space at either end.
+            ("a/b\n", None),
+            (" a/b", None),
+            ("a/b ", None),
+            ("text/plain;charset=\"a \\\"b\\\\\"", Some("text/plain;charset=\"a \\\"b\\\\\"")),
+            ("text/plain;", None),
+            ("text/plain; a=\"b", None),
             ("text/plain; charset=utf-8", Some("text/plain; charset=utf-8")),
             ("video/webm; codecs=\"vp8, vorbis\"", Some("video/webm; codecs=\"vp8, vorbis\"")),
             ("image/svg+xml", Some("image/svg+xml")),

@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::{UploadError, Uploads};
-use crate::domain::{UploadState, VerificationState};
+use crate::domain::{EventType, UploadState, VerificationState};
 
 impl Uploads {
     /// Hashes the object of a completed upload whose verification is pending (or failed before) and records the
@@ -18,7 +18,8 @@ impl Uploads {
         }
         let hash = self.storage.hash_object(&upload.object_key).await?;
         let outcome = VerificationState::judge(upload.declared_sha256(), hash.sha256, upload.size as u64, hash.size);
-        self.repo.record_verification(id, outcome, &hash.sha256).await?;
+        let event = EventType::of_verification(outcome).and_then(|event| self.report(event));
+        self.repo.record_verification(id, outcome, &hash.sha256, event).await?;
         match outcome {
             VerificationState::Corrupt => tracing::warn!(
                 upload_id = %id,

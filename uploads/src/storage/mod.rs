@@ -14,14 +14,16 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
+};
 use aws_smithy_http_client::tls;
 use chrono::{DateTime, Utc};
 
 mod listing;
 pub use listing::OpenMultipartUpload;
 
-use crate::config::S3Config;
+use crate::config::{S3Config, Sse};
 use crate::domain::Sha256Digest;
 
 mod objects;
@@ -123,49 +125,97 @@ pub struct ObjectInfo {
 #[derive(Clone)]
 pub struct Storage {
     client: Client,
+    /// Signs the URLs clients are handed, for `S3_PUBLIC_ENDPOINT`; never sends a request.
+    presigner: Client,
     /// The same client for downloads' GetObject, without the SDK's stalled-stream protection: that check
     /// reads the clock and books throughput on every frame of the body, and [`Storage::get_object`] has its
     /// own stall timer, armed only while S3 is silent.
     reads: Client,
     bucket: String,
+    key_prefix: String,
+    new_objects: NewObjects,
     complete_timeout: Duration,
     calls: Arc<S3CallCounts>,
 }
 
+/// What every new object is created with.
+#[derive(Debug, Clone, Default)]
+struct NewObjects {
+    sse: Option<ServerSideEncryption>,
+    sse_kms_key_id: Option<String>,
+    storage_class: Option<StorageClass>,
+}
+
 impl Storage {
-    /// Builds the one S3 client of the process. Presigning is CPU work on a shared client; building a client
-    /// or reloading credentials per request is the classic slowdown.
-    pub async fn connect(config: &S3Config) -> Self {
+    /// Builds the S3 clients of the process: one that calls S3 and, when clients reach S3 at another address,
+    /// one that only presigns for that address. Presigning is CPU work on a shared client; building a client or
+    /// reloading credentials per request is the classic slowdown.
+    pub async fn connect(config: &S3Config) -> anyhow::Result<Self> {
+        config.check()?;
         let http_client = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
             .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(config.s3_region.clone()))
-            .http_client(http_client)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_timeout(config.s3_operation_timeout)
-                    .build(),
-            );
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client).timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_timeout(config.s3_operation_timeout)
+                .build(),
+        );
+        // Without S3_REGION, aws-config's own chain decides: AWS_REGION, the profile, then IMDS.
+        if let Some(region) = &config.s3_region {
+            loader = loader.region(Region::new(region.clone()));
+        }
         if let Some(endpoint) = &config.s3_endpoint {
             loader = loader.endpoint_url(endpoint);
         }
         let shared = loader.load().await;
-        let s3_config = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(config.s3_force_path_style)
-            // Checksums are computed by the client that holds the bytes and passed explicitly; a download is
-            // checked against the whole object's SHA-256 by whoever needs it (`Repr-Digest`), not per GET.
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-        let reads = s3_config.clone().stalled_stream_protection(StalledStreamProtectionConfig::disabled()).build();
-        Self {
-            client: Client::from_conf(s3_config.build()),
-            reads: Client::from_conf(reads),
+        anyhow::ensure!(
+            shared.region().is_some(),
+            "S3_REGION is not set and AWS found no region either (AWS_REGION, AWS_DEFAULT_REGION, profile, IMDS)"
+        );
+        let builder_for = |endpoint: Option<&String>| {
+            let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+                .force_path_style(config.s3_force_path_style)
+                // Checksums are computed by the client that holds the bytes and passed explicitly; a download is
+                // checked against the whole object's SHA-256 by whoever needs it (`Repr-Digest`), not per GET.
+                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+                .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+            if let Some(endpoint) = endpoint {
+                builder = builder.endpoint_url(endpoint);
+            }
+            builder
+        };
+        let client = Client::from_conf(builder_for(None).build());
+        let reads = Client::from_conf(
+            builder_for(None).stalled_stream_protection(StalledStreamProtectionConfig::disabled()).build(),
+        );
+        let presigner = match &config.s3_public_endpoint {
+            Some(public) => Client::from_conf(builder_for(Some(public)).build()),
+            None => client.clone(),
+        };
+        Ok(Self {
+            client,
+            presigner,
+            reads,
             bucket: config.s3_bucket.clone(),
+            key_prefix: config.s3_key_prefix.clone(),
+            new_objects: NewObjects {
+                sse: config.s3_sse.map(Sse::header_value),
+                sse_kms_key_id: config.s3_sse_kms_key_id.clone(),
+                storage_class: config.storage_class(),
+            },
             complete_timeout: config.s3_complete_timeout,
             calls: Arc::default(),
-        }
+        })
+    }
+
+    /// Where upload `id`'s object lives: under `S3_KEY_PREFIX`, the only keys this service writes or lists.
+    pub fn object_key(&self, id: uuid::Uuid) -> String {
+        format!("{}{id}", self.key_prefix)
+    }
+
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
     }
 
     pub fn bucket(&self) -> &str {
@@ -196,6 +246,9 @@ impl Storage {
             .key(key)
             .content_type(content_type)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .set_server_side_encryption(self.new_objects.sse.clone())
+            .set_ssekms_key_id(self.new_objects.sse_kms_key_id.clone())
+            .set_storage_class(self.new_objects.storage_class.clone())
             .send()
             .await?;
         out.upload_id.ok_or_else(|| StorageError::Service {
@@ -216,7 +269,7 @@ impl Storage {
         let presigning = PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Presign(e.to_string()))?;
         let expires_at = DateTime::<Utc>::from(SystemTime::now() + ttl);
         let request = self
-            .client
+            .presigner
             .upload_part()
             .bucket(&self.bucket)
             .key(key)
@@ -333,6 +386,9 @@ impl Storage {
             .key(key)
             .content_type(content_type)
             .checksum_sha256(Sha256Digest::of(b"").to_base64())
+            .set_server_side_encryption(self.new_objects.sse.clone())
+            .set_ssekms_key_id(self.new_objects.sse_kms_key_id.clone())
+            .set_storage_class(self.new_objects.storage_class.clone())
             .body(ByteStream::from_static(b""))
             .send()
             .await?;

@@ -82,7 +82,7 @@ impl Storage {
         // GetObject and HeadObject take the same options through builders of different types.
         macro_rules! presign {
             ($operation:ident) => {
-                self.client
+                self.presigner
                     .$operation()
                     .bucket(&self.bucket)
                     .key(key)

@@ -7,16 +7,16 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use super::{Storage, StorageError};
 
 impl Storage {
-    /// The origin (`scheme://host[:port]`) of the URLs this storage presigns, however the SDK resolves the
+    /// The origin (`scheme://host[:port]`) of the URLs this storage presigns (`S3_PUBLIC_ENDPOINT`'s), however the SDK resolves the
     /// endpoint (custom, path style, virtual host). Presigning is local: no request is sent.
     pub async fn presigned_origin(&self) -> Result<String, StorageError> {
         let presigning =
             PresigningConfig::expires_in(Duration::from_secs(60)).map_err(|e| StorageError::Presign(e.to_string()))?;
         let request = self
-            .client
+            .presigner
             .upload_part()
             .bucket(&self.bucket)
-            .key("uploads/origin")
+            .key(format!("{}origin", self.key_prefix))
             .upload_id("origin")
             .part_number(1)
             .presigned(presigning)
