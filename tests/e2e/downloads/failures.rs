@@ -160,4 +160,5 @@ async fn s3_going_silent_mid_body_ends_the_download_with_a_closed_connection() {
     assert!(outcome.is_err(), "the body ended cleanly after {received} of {} bytes", data.len());
     assert!(received < data.len(), "{received} bytes");
     server.abort();
+    app.finish().await;
 }
