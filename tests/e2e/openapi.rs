@@ -237,4 +237,5 @@ async fn the_service_accepts_exactly_the_create_requests_the_spec_admits() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    app.finish().await;
 }

@@ -178,7 +178,7 @@ async fn cases(app: &TestApp) -> Vec<Case> {
         url("negative index", "-1", with_sha.clone(), 400, "invalid_path"),
         url("index past u32", "4294967296", with_sha.clone(), 400, "invalid_path"),
         url("index out of range", "3", with_sha.clone(), 409, "chunk_index_out_of_range").with("totalChunks", json!(3)),
-        url("index past i32", "4294967295", with_sha.clone(), 409, "chunk_index_out_of_range"),
+        url("index past i32", "4294967295", with_sha.clone(), 422, "chunk_index_out_of_range"),
         case("malformed id", Method::POST, "/v1/uploads/not-a-uuid/chunks/0/url", with_sha, 400, "invalid_path"),
         // Batches.
         urls("empty batch", json!([]), 422, "empty_batch"),
@@ -206,7 +206,7 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             "confirm index past i32",
             u32::MAX,
             json!({ "etag": "e", "sha256": sha }),
-            409,
+            422,
             "chunk_index_out_of_range",
         ),
         confirm("checksum other than declared", 0, json!({ "etag": "e", "sha256": sha }), 409, "checksum_conflict")

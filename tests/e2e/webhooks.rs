@@ -185,6 +185,7 @@ async fn every_event_reaches_the_receiver_once_with_a_valid_signature() {
     // Exactly once: more ticks send nothing more.
     worker.tick().await.unwrap();
     assert_eq!(receiver.received().len(), received.len());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -225,6 +226,7 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_the_sa
     worker.tick().await.unwrap();
     assert_eq!(events(&app).await, []);
     assert!(deliveries(&app, received[0].id()).await.is_empty());
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -257,6 +259,7 @@ async fn a_receiver_that_is_down_does_not_block_uploads_and_gets_the_event_once_
     assert_eq!(received[0].id(), event_id.to_string());
     assert_signed(&received[0]);
     assert_eq!(events(&app).await, [("upload.completed".into(), "delivered".into(), "done".into())]);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -275,6 +278,7 @@ async fn a_receiver_that_hangs_is_an_attempt_that_timed_out() {
     assert_eq!(log[0].status_code, None);
     assert!(log[0].error.as_deref().unwrap().contains("WEBHOOK_TIMEOUT"), "{log:?}");
     assert_eq!(log[1].status_code, Some(204));
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -322,6 +326,7 @@ async fn an_event_undelivered_past_its_max_age_is_dead_and_tried_no_more() {
     let received = receiver.received();
     assert_eq!((received.len(), received[2].id()), (3, id.as_str()));
     assert_eq!(events(&app).await, [("upload.completed".into(), "delivered".into(), "done".into())]);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -345,6 +350,7 @@ async fn without_a_webhook_url_no_event_is_recorded() {
     .await
     .unwrap();
     assert_eq!(recorded, 0);
+    app.finish().await;
 }
 
 #[tokio::test]
@@ -364,6 +370,7 @@ async fn an_upload_lost_in_s3_is_reported_aborted() {
         received.iter().map(|r| (r.json()["type"].clone(), r.json()["upload"]["state"].clone())).collect();
     assert_eq!(types, [(json!("upload.aborted"), json!("aborted"))]);
     assert_signed(&received[0]);
+    app.finish().await;
 }
 
 /// The real `worker` binary, configured by its environment as deployed (the secret from a file), delivers a
@@ -424,4 +431,5 @@ async fn the_worker_process_delivers_and_logs_no_secret() {
     for secret in [SECRET, SECRET.trim_start_matches("whsec_"), "url-credential-42"] {
         assert!(!log.contains(secret), "the log holds {secret}");
     }
+    app.finish().await;
 }

@@ -55,7 +55,9 @@ impl Owned {
     async fn check_queue(&self, service: &ServiceConfig, vanished: &[Uuid]) {
         let mut service = service.clone();
         service.database = DatabaseConfig {
+            // Straight to the test's database, whichever way the app was given it (a proxy, a file).
             database_url: Some(self.database_url.clone()),
+            database_url_file: None,
             database_max_connections: 2,
             ..service.database
         };

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::config::{ServiceConfig, UploadPolicy};
-use crate::domain::{ChunkPlanError, EventType, IndexRanges, Owner, Sha256Digest, UploadState};
+use crate::domain::{ChunkPlanError, EventType, IndexRanges, MAX_CHUNKS, Owner, Sha256Digest, UploadState};
 use crate::error_code::ErrorCode;
 use crate::repository::{ChunkRecord, Repository, UploadRecord};
 use crate::storage::{PartToPresign, PresignedRequest, Storage, StorageError};
@@ -190,6 +190,7 @@ impl Uploads {
         if chunks.len() > MAX_URL_BATCH {
             return Err(invalid(ErrorCode::BatchTooLarge, format!("ask for at most {MAX_URL_BATCH} chunks at once")));
         }
+        chunks.iter().try_for_each(|(index, _)| within_any_plan(*index))?;
         let asked = chunks.into_iter().map(|(index, sha256)| Ok((index, parse_sha256(&sha256)?)));
         let asked: Vec<(u32, Sha256Digest)> = asked.collect::<Result<_, UploadError>>()?;
         // A batch reads as its items asked one after another: each gets a URL for its own checksum, and for an
@@ -229,6 +230,7 @@ impl Uploads {
         sha256: &str,
         etag: &str,
     ) -> Result<ChunkRecord, UploadError> {
+        within_any_plan(index)?;
         let sha256 = parse_sha256(sha256)?;
         let etag = validate_etag(etag)?;
         if let Some(chunk) = self.repo.confirm_chunk(id, owner, index, &sha256, &etag, self.policy.upload_ttl).await? {
@@ -309,6 +311,18 @@ impl Uploads {
 }
 
 /// Aborted and expired uploads answer 410 to everything.
+/// An index no upload can have (S3 takes 10,000 parts) is refused as bad input, whatever state the upload is
+/// in; one past this upload's own plan is a conflict with its state (409), found once the upload is read.
+fn within_any_plan(index: u32) -> Result<(), UploadError> {
+    match u64::from(index) < MAX_CHUNKS {
+        true => Ok(()),
+        false => Err(invalid(
+            ErrorCode::ChunkIndexOutOfRange,
+            format!("chunk index {index} is out of range: no upload has more than {MAX_CHUNKS} chunks (0..=9999)"),
+        )),
+    }
+}
+
 pub fn gone_check(upload: &UploadRecord, now: DateTime<Utc>) -> Result<(), UploadError> {
     if upload.state == UploadState::Aborted {
         Err(UploadError::Aborted)
