@@ -73,11 +73,13 @@ struct Gathered {
     queued: usize,
     releasing: bool,
     ended: bool,
+    /// The body has waited once before releasing an error (see `poll_next`).
+    flushed: bool,
 }
 
 impl Gathered {
     fn new(inner: ObjectStream) -> Self {
-        Self { inner, queue: VecDeque::new(), queued: 0, releasing: false, ended: false }
+        Self { inner, queue: VecDeque::new(), queued: 0, releasing: false, ended: false, flushed: false }
     }
 }
 
@@ -98,6 +100,12 @@ impl Stream for Gathered {
                 // The inner stream has registered the waker: the held chunks go with the next ones.
                 Poll::Pending => return Poll::Pending,
             }
+        }
+        // hyper writes what it was handed only once the body waits: wait once before an error, so the bytes
+        // that came before it reach the client instead of dying with the connection the error closes.
+        if this.queue.front().is_some_and(Result::is_err) && !std::mem::replace(&mut this.flushed, true) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         match this.queue.pop_front() {
             Some(item) => {
@@ -168,6 +176,7 @@ mod tests {
         tx.unbounded_send(chunk(1, 10)).unwrap();
         tx.unbounded_send(Err(std::io::Error::other("S3 failed"))).unwrap();
         assert_eq!(gathered.next().now_or_never().unwrap().unwrap().unwrap()[..], [1; 10]);
+        assert!(gathered.next().now_or_never().is_none(), "waits once, so hyper writes the bytes before");
         assert!(gathered.next().now_or_never().unwrap().unwrap().is_err());
     }
 }

@@ -115,20 +115,18 @@ impl Repository {
         .await
     }
 
-    /// Received chunks as compact index ranges, computed by Postgres (gaps and islands), so a
-    /// 10,000-chunk upload answers with a handful of rows.
+    /// Received chunks as compact index ranges. Postgres sends the received indices as one sorted array (at
+    /// most 40 KB for 10,000 chunks) and the ranges are folded here: a gaps-and-islands query (a window, then
+    /// a group per island) cost Postgres about 1.5x as much for a 10,000-chunk upload.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
     pub async fn received_ranges(&self, id: Uuid) -> Result<IndexRanges, sqlx::Error> {
-        let rows: Vec<(i32, i32)> = sqlx::query_as(
-            "SELECT min(index), max(index) FROM ( \
-                 SELECT index, index - row_number() OVER (ORDER BY index) AS island \
-                 FROM chunks WHERE upload_id = $1 AND received_at IS NOT NULL \
-             ) t GROUP BY island ORDER BY 1",
+        let indices: Option<Vec<i32>> = sqlx::query_scalar(
+            "SELECT array_agg(index ORDER BY index) FROM chunks WHERE upload_id = $1 AND received_at IS NOT NULL",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(IndexRanges::from_sorted(rows.into_iter().map(|(a, b)| (a as u32, b as u32)).collect()))
+        Ok(IndexRanges::from_indices(indices.unwrap_or_default().into_iter().map(|index| index as u32)))
     }
 
     /// Makes the chunk table agree with S3: `verified` chunks (found in ListParts with the declared checksum
