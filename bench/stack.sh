@@ -56,9 +56,11 @@ bench_stack_up() {
   AUTH_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
   local db="postgres://postgres@127.0.0.1:$pg_port/postgres"
-  # The services' own defaults otherwise (logging included), as Companion's and nginx's are.
+  # The services' own defaults otherwise (logging included), as Companion's and nginx's are, but for the
+  # per-owner limits: every bench request is one owner's, and initiate creates thousands of uploads.
   DATABASE_URL=$db S3_ENDPOINT="http://127.0.0.1:$ls_port" S3_BUCKET=$bucket S3_FORCE_PATH_STYLE=true \
   BIND_ADDR="127.0.0.1:$api_port" DOWNLOAD_URL_TTL=1h LINK_SIGNING_KEY="$(head -c 32 /dev/urandom | base64)" \
+  MAX_ACTIVE_UPLOADS=100000000 MAX_ACTIVE_BYTES=1000000000000000000 \
     "$ROOT/target/release/api" >"$work/api.log" 2>&1 &
   BENCH_API_PID=$!; bench_pids+=("$BENCH_API_PID")
   wait_http "http://127.0.0.1:$api_port/readyz" api "$work/api.log"
