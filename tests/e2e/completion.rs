@@ -199,11 +199,7 @@ async fn an_expired_upload_whose_object_s3_assembled_leaves_no_object() {
     let app = TestApp::spawn().await;
     let (id, _) = all_chunks_sent(&app, CHUNK + 1).await;
     app.assemble_in_s3_behind_the_service(id).await;
-    sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(id)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.lapse_deadline(id).await;
 
     worker_for(&app).await.tick().await.unwrap();
 

@@ -44,11 +44,7 @@ async fn past_the_active_uploads_limit_creates_are_429_until_an_upload_ends() {
     assert_eq!(app.complete(zero_bytes).await.status(), StatusCode::OK);
     assert_eq!(create(&app, &app.http, 10).await.0, StatusCode::CREATED);
     assert_eq!(create(&app, &app.http, 10).await.0, StatusCode::TOO_MANY_REQUESTS);
-    sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(expiring)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.lapse_deadline(expiring).await;
     assert_eq!(create(&app, &app.http, 10).await.0, StatusCode::CREATED, "a past-deadline upload is not in progress");
     app.finish().await;
 }

@@ -150,11 +150,7 @@ async fn the_state_filter_takes_one_state_or_several_and_sees_lapsed_uploads_as_
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     // Past its deadline, not yet marked by the worker: its status answers 410, so the list says expired.
     let lapsed = app.create_upload(10, None).await;
-    sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(lapsed)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.lapse_deadline(lapsed).await;
 
     for (filter, expected) in [
         ("completed", vec![completed]),

@@ -197,11 +197,7 @@ async fn the_worker_listener_serves_healthz_and_counts_a_verification_and_an_exp
     assert!(before.0.iter().any(|(n, l, _)| n == "upl_jobs_total" && l.get("outcome").is_some_and(|o| o == "failed")));
 
     let idle = app.create_upload(1000, None).await;
-    sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(idle)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.lapse_deadline(idle).await;
     let data = random_bytes(100_000);
     let body = json!({ "filename": "v.bin", "size": data.len(), "sha256": sha256_hex(&data) });
     let created: Value = app.post_json("/v1/uploads", &body).await.json().await.unwrap();

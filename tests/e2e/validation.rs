@@ -92,11 +92,7 @@ async fn cases(app: &TestApp) -> Vec<Case> {
     let aborted = app.create_upload(10, None).await;
     assert_eq!(app.http.delete(app.url(&format!("/v1/uploads/{aborted}"))).send().await.unwrap().status(), 204);
     let expired = app.create_upload(10, None).await;
-    sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(expired)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.lapse_deadline(expired).await;
     let completed = app.create_upload(0, None).await;
     assert_eq!(app.complete(completed).await.status(), 200);
     let unknown = Uuid::now_v7();

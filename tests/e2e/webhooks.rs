@@ -135,11 +135,7 @@ async fn every_event_reaches_the_receiver_once_with_a_valid_signature() {
     let response = app.http.delete(app.url(&format!("/v1/uploads/{aborted}"))).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let expired = app.create_upload(10, None).await;
-    sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(expired)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.lapse_deadline(expired).await;
     sqlx::query("UPDATE jobs SET run_at = now() WHERE kind = 'sweep'").execute(&app.pool).await.unwrap();
 
     let worker = worker(&app).await;

@@ -279,6 +279,15 @@ impl TestApp {
         &self.owned.database
     }
 
+    /// Puts upload `id`'s deadline in the past, as if it had stayed idle past `UPLOAD_TTL`.
+    pub async fn lapse_deadline(&self, id: Uuid) {
+        sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
     /// Ends the test: stops the server, asserts the job queue is in order (nothing leased, nothing due that a
     /// worker cannot run to the end; see `teardown.rs`), and drops the test's database and bucket. Every test
     /// calls it last; dropping a `TestApp` without it fails the test.

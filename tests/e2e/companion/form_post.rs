@@ -96,11 +96,7 @@ async fn a_form_post_that_never_happens_expires() {
     assert_eq!(report.form_posts_completed, 0);
     assert_eq!(app.status(id, false).await["state"], "uploading", "nothing arrived: still waiting");
 
-    sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(id)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.lapse_deadline(id).await;
     let response = app.get(&format!("/v1/uploads/{id}")).await;
     assert_eq!(response.status(), StatusCode::GONE);
     let report = app.state.uploads.sweep(sweep_settings()).await.unwrap();

@@ -20,11 +20,7 @@ async fn an_idle_upload_past_its_ttl_is_aborted_in_s3_and_expired() {
     let live = upload_chunks(&app, &data, 5 * MIB, 1).await;
     assert_eq!(app.s3_multipart_uploads().await.len(), 2);
     // Idle past its deadline, as if UPLOAD_TTL had gone by without a request.
-    sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(idle)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.lapse_deadline(idle).await;
 
     let reports = worker(&app, |_| {}).await.tick().await.unwrap();
 
@@ -379,11 +375,7 @@ async fn expiries_and_recoveries_keep_retrying_however_often_they_fail() {
     let stuck = upload_chunks(&app, &data, 5 * MIB, 2).await;
     strand_in_completing(&app, stuck).await;
     let idle = upload_chunks(&app, &data, 5 * MIB, 1).await;
-    sqlx::query("UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = $1")
-        .bind(idle)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    app.lapse_deadline(idle).await;
     // S3 refuses every connection of this worker.
     let (s3, endpoint) = e2e::ChaosProxy::in_front_of(app.config.service.s3.s3_endpoint.as_deref().unwrap()).await;
     s3.refuse();
