@@ -53,7 +53,6 @@ pub async fn build_state(config: &ApiConfig) -> anyhow::Result<AppState> {
     let storage_origin = uploads
         .storage()
         .presigned_origin()
-        .await
         .inspect_err(|err| tracing::warn!(error = %err, "the web page's policy lets chunks go to any https origin"))
         .ok();
     let page_policy = routes::web::page_policy(storage_origin.as_deref(), &config.public_base_url());

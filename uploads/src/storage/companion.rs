@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_s3::config::ProvideCredentials;
+use aws_sdk_s3::config::Credentials;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
@@ -27,13 +27,6 @@ pub struct PostPolicy<'a> {
     pub content_type: &'a str,
     pub max_size: u64,
     pub ttl: Duration,
-}
-
-/// The access key that signs a POST policy.
-struct SigningCredentials {
-    access_key_id: String,
-    secret_access_key: String,
-    session_token: Option<String>,
 }
 
 impl Storage {
@@ -63,7 +56,7 @@ impl Storage {
     /// the policy is built here and signed with aws-sigv4's own SigV4 primitives (the signing key and the
     /// HMAC), the same code that signs the SDK's requests: the signature is over the base64 policy as sent.
     pub async fn presign_post(&self, policy: PostPolicy<'_>) -> Result<PresignedPost, StorageError> {
-        let credentials = self.signing_credentials().await?;
+        let credentials = self.credentials.current().await?;
         let now = SystemTime::now();
         // A form POST makes the object as PutObject would: with the configured encryption and storage class.
         let mut settings = Vec::new();
@@ -77,20 +70,7 @@ impl Storage {
             settings.push(("x-amz-storage-class".to_string(), class.as_str().to_string()));
         }
         let fields = post_fields(&credentials, &self.region, &self.bucket, policy, &settings, now);
-        Ok(PresignedPost { url: self.bucket_url().await?, fields, expires_at: DateTime::<Utc>::from(now + policy.ttl) })
-    }
-
-    async fn signing_credentials(&self) -> Result<SigningCredentials, StorageError> {
-        let provider = self
-            .credentials
-            .as_ref()
-            .ok_or_else(|| StorageError::Presign("no credentials to sign a POST policy with".into()))?;
-        let credentials = provider.provide_credentials().await.map_err(|e| StorageError::Presign(e.to_string()))?;
-        Ok(SigningCredentials {
-            access_key_id: credentials.access_key_id().to_string(),
-            secret_access_key: credentials.secret_access_key().to_string(),
-            session_token: credentials.session_token().map(str::to_string),
-        })
+        Ok(PresignedPost { url: self.bucket_url.clone(), fields, expires_at: DateTime::<Utc>::from(now + policy.ttl) })
     }
 }
 
@@ -98,7 +78,7 @@ impl Storage {
 /// condition of the policy (AWS refuses fields it does not cover), and the size range starts at 0 (an empty
 /// file takes this path too).
 fn post_fields(
-    credentials: &SigningCredentials,
+    credentials: &Credentials,
     region: &str,
     bucket: &str,
     policy: PostPolicy<'_>,
@@ -107,7 +87,7 @@ fn post_fields(
 ) -> Vec<(String, String)> {
     let at = DateTime::<Utc>::from(now);
     let date = at.format("%Y%m%dT%H%M%SZ").to_string();
-    let credential = format!("{}/{}/{region}/s3/aws4_request", credentials.access_key_id, at.format("%Y%m%d"));
+    let credential = format!("{}/{}/{region}/s3/aws4_request", credentials.access_key_id(), at.format("%Y%m%d"));
     let mut fields = vec![
         ("key".to_string(), policy.key.to_string()),
         // `Content-Type`, not `content-type`: LocalStack takes the stored type from this exact field name.
@@ -119,8 +99,8 @@ fn post_fields(
         ("x-amz-credential".to_string(), credential),
         ("x-amz-date".to_string(), date),
     ]);
-    if let Some(token) = &credentials.session_token {
-        fields.push(("x-amz-security-token".to_string(), token.clone()));
+    if let Some(token) = credentials.session_token() {
+        fields.push(("x-amz-security-token".to_string(), token.to_string()));
     }
     let expiration = DateTime::<Utc>::from(now + policy.ttl).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     let mut conditions = vec![json!({ "bucket": bucket })];
@@ -128,7 +108,7 @@ fn post_fields(
     conditions.push(json!(["content-length-range", 0, policy.max_size]));
     let document = json!({ "expiration": expiration, "conditions": conditions });
     let encoded = STANDARD.encode(document.to_string());
-    let signature = sign_policy(&credentials.secret_access_key, now, region, &encoded);
+    let signature = sign_policy(credentials.secret_access_key(), now, region, &encoded);
     fields.push(("policy".to_string(), encoded));
     fields.push(("x-amz-signature".to_string(), signature));
     fields
@@ -158,11 +138,7 @@ mod tests {
 
     #[test]
     fn every_field_but_the_signature_and_policy_is_a_condition() {
-        let credentials = SigningCredentials {
-            access_key_id: "AKID".into(),
-            secret_access_key: "secret".into(),
-            session_token: Some("token".into()),
-        };
+        let credentials = Credentials::new("AKID", "secret", Some("token".into()), None, "test");
         let policy = PostPolicy {
             key: "uploads/a b+c-id",
             content_type: "text/plain",

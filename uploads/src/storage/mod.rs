@@ -12,7 +12,6 @@ use aws_sdk_s3::config::{
     Region, RequestChecksumCalculation, ResponseChecksumValidation, StalledStreamProtectionConfig,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
@@ -30,6 +29,7 @@ use crate::domain::Sha256Digest;
 
 mod objects;
 mod origin;
+mod signing;
 pub use call_counts::{S3CallCounts, S3Operation};
 pub use objects::{ObjectHash, ObjectStream, PresignedRead, ReadMethod};
 
@@ -135,8 +135,10 @@ pub struct Storage {
     /// reads the clock and books throughput on every frame of the body, and [`Storage::get_object`] has its
     /// own stall timer, armed only while S3 is silent.
     reads: Client,
-    /// What signs a POST policy, which the SDK cannot presign (and its client no longer hands out).
-    credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
+    /// What signs UploadPart URLs and POST policies, which this module signs itself (`signing`, `companion`).
+    credentials: Arc<signing::SigningCredentials>,
+    /// The bucket's URL as clients reach it, resolved once by the SDK (`origin`).
+    bucket_url: String,
     region: String,
     bucket: String,
     key_prefix: String,
@@ -200,11 +202,13 @@ impl Storage {
             Some(public) => Client::from_conf(builder_for(Some(public)).build()),
             None => client.clone(),
         };
+        let bucket_url = origin::bucket_url(&presigner, &config.s3_bucket).await?;
         Ok(Self {
             client,
             presigner,
             reads,
-            credentials: shared.credentials_provider(),
+            credentials: Arc::new(signing::SigningCredentials::new(shared.credentials_provider())),
+            bucket_url,
             region: shared.region().map(|r| r.to_string()).unwrap_or_default(),
             bucket: config.s3_bucket.clone(),
             key_prefix: config.s3_key_prefix.clone(),
@@ -296,31 +300,16 @@ impl Storage {
         bound: Option<PartToPresign<'_>>,
         ttl: Duration,
     ) -> Result<PresignedRequest, StorageError> {
-        let presigning = PresigningConfig::expires_in(ttl).map_err(|e| StorageError::Presign(e.to_string()))?;
-        let expires_at = DateTime::<Utc>::from(SystemTime::now() + ttl);
-        let request = self
-            .presigner
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .part_number(part_number as i32)
-            .set_content_length(bound.map(|p| i64::try_from(p.length).unwrap_or(i64::MAX)))
-            .set_checksum_sha256(bound.map(|p| p.sha256.to_base64()))
-            .presigned(presigning)
-            .await
-            .map_err(|e| StorageError::Presign(format!("{e:?}")))?;
-        let headers = request
-            .headers()
-            .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
-            .map(|(name, value)| (name.to_ascii_lowercase(), value.to_string()))
-            .collect();
-        Ok(PresignedRequest {
-            url: request.uri().to_string(),
-            method: request.method().to_string(),
-            headers,
-            expires_at,
-        })
+        let part = signing::PartUrl {
+            bucket_url: &self.bucket_url,
+            region: &self.region,
+            key,
+            upload_id,
+            part_number,
+            bound,
+            ttl,
+        };
+        signing::presign_part_url(&part, self.credentials.current().await?, SystemTime::now())
     }
 
     /// Every part S3 holds for the upload, all pages.

@@ -3,38 +3,38 @@
 
 use std::time::Duration;
 
+use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
 
 use super::{Storage, StorageError};
 
 impl Storage {
     /// The origin (`scheme://host[:port]`) of the URLs this storage presigns (`S3_PUBLIC_ENDPOINT`'s), however
-    /// the SDK resolves the endpoint (custom, path style, virtual host). Presigning is local: no request is sent.
-    pub async fn presigned_origin(&self) -> Result<String, StorageError> {
-        let url = self.bucket_url().await?;
-        origin_of(&url).ok_or_else(|| StorageError::Presign(format!("no origin in {url}")))
+    /// the SDK resolves the endpoint (custom, path style, virtual host).
+    pub fn presigned_origin(&self) -> Result<String, StorageError> {
+        origin_of(&self.bucket_url).ok_or_else(|| StorageError::Presign(format!("no origin in {}", self.bucket_url)))
     }
+}
 
-    /// The bucket's URL as browsers reach it (where a form POST goes): a presigned UploadPart of a one-character
-    /// key, by the client that presigns for `S3_PUBLIC_ENDPOINT`, without its query and the key.
-    pub(super) async fn bucket_url(&self) -> Result<String, StorageError> {
-        let presigning =
-            PresigningConfig::expires_in(Duration::from_secs(60)).map_err(|e| StorageError::Presign(e.to_string()))?;
-        let request = self
-            .presigner
-            .upload_part()
-            .bucket(&self.bucket)
-            .key("k")
-            .upload_id("origin")
-            .part_number(1)
-            .presigned(presigning)
-            .await
-            .map_err(|e| StorageError::Presign(format!("{e:?}")))?;
-        let url = request.uri().split('?').next().unwrap_or_default();
-        url.strip_suffix("/k")
-            .map(str::to_string)
-            .ok_or_else(|| StorageError::Presign(format!("cannot find the bucket in {url}")))
-    }
+/// The bucket's URL as browsers reach it (where a form POST goes, and what every UploadPart URL starts with): a
+/// presigned UploadPart of a one-character key, by the client that presigns for `S3_PUBLIC_ENDPOINT`, without
+/// its query and the key. Presigning is local: no request is sent.
+pub(super) async fn bucket_url(presigner: &Client, bucket: &str) -> Result<String, StorageError> {
+    let presigning =
+        PresigningConfig::expires_in(Duration::from_secs(60)).map_err(|e| StorageError::Presign(e.to_string()))?;
+    let request = presigner
+        .upload_part()
+        .bucket(bucket)
+        .key("k")
+        .upload_id("origin")
+        .part_number(1)
+        .presigned(presigning)
+        .await
+        .map_err(|e| StorageError::Presign(format!("{e:?}")))?;
+    let url = request.uri().split('?').next().unwrap_or_default();
+    url.strip_suffix("/k")
+        .map(str::to_string)
+        .ok_or_else(|| StorageError::Presign(format!("cannot find the bucket in {url}")))
 }
 
 /// `scheme://authority` of an absolute URL.
