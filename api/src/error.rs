@@ -140,6 +140,13 @@ fn upload_error_body(err: &UploadError) -> Body {
         E::ChecksumConflict { declared, .. } => {
             Body::new(StatusCode::CONFLICT, ErrorCode::ChecksumConflict, message).with("declaredSha256", declared)
         }
+        E::FileChecksumConflict { declared } => {
+            let body = Body::new(StatusCode::CONFLICT, ErrorCode::FileChecksumConflict, message);
+            match declared {
+                Some(declared) => body.with("declaredSha256", declared),
+                None => body,
+            }
+        }
         E::ChunksMissing { missing } => Body::new(
             StatusCode::CONFLICT,
             ErrorCode::ChunksMissing,

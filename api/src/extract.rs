@@ -20,6 +20,23 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// A JSON body a request may leave out: no body at all is `None`; any body must be JSON, as for [`Json`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::body::HttpBody;
+        if request.body().size_hint().exact() == Some(0) {
+            return Ok(Self(None));
+        }
+        let Json(value) = Json::from_request(request, state).await?;
+        Ok(Self(Some(value)))
+    }
+}
+
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);

@@ -114,7 +114,8 @@ pub struct UploadArgs {
     /// Abandon the interrupted upload of this file, if any, and start over.
     #[arg(long)]
     pub restart: bool,
-    /// Skip hashing the whole file (saves one read of it; downloads then cannot verify it).
+    /// Skip hashing the whole file (saves CPU, and on a resume a read of the whole file; downloads then cannot
+    /// verify it).
     #[arg(long, env = "UPL_NO_FILE_DIGEST", value_parser = FalseyValueParser::new())]
     pub no_file_digest: bool,
 }

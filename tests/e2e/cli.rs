@@ -235,6 +235,8 @@ async fn cli_resumes_a_killed_upload_sending_only_the_missing_chunks() {
     let resumed_puts = s3.matching("PUT", UPLOAD_PART).len() - puts_before;
     assert_eq!(resumed_puts, 3, "the resume PUT chunks 2, 3 and 4 only");
     assert!(app.object_bytes(id).await == data, "S3 holds other bytes than the file");
+    // The resume read every byte once more for the file's digest, sending only the missing chunks.
+    assert_eq!(app.status(id, false).await["sha256"], sha256_hex(&data));
     println!("resume after SIGKILL: 2 of 5 chunks kept, {} sent again", report["chunksSent"]);
     app.finish().await;
 }

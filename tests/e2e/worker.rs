@@ -83,6 +83,13 @@ async fn upload_state(app: &TestApp, id: Uuid) -> UploadState {
 
 /// Creates an upload declaring `sha256`, sends every chunk and completes it.
 async fn upload_declared(app: &TestApp, data: &[u8], chunk_size: usize, sha256: Option<String>) -> Uuid {
+    let id = upload_declared_sent(app, data, chunk_size, sha256).await;
+    assert_eq!(app.complete(id).await.status(), StatusCode::OK);
+    id
+}
+
+/// Created with `sha256` (or none) and every chunk sent, not completed.
+async fn upload_declared_sent(app: &TestApp, data: &[u8], chunk_size: usize, sha256: Option<String>) -> Uuid {
     let response = app
         .post_json(
             "/v1/uploads",
@@ -94,7 +101,6 @@ async fn upload_declared(app: &TestApp, data: &[u8], chunk_size: usize, sha256: 
     for (index, chunk) in data.chunks(chunk_size).enumerate() {
         app.upload_chunk(id, index as u32, chunk).await;
     }
-    assert_eq!(app.complete(id).await.status(), StatusCode::OK);
     id
 }
 

@@ -44,6 +44,7 @@ pub enum ErrorCode {
     ObjectCorrupt,
     ChunkNotDeclared,
     ChecksumConflict,
+    FileChecksumConflict,
     ChunksMissing,
     PartMismatch,
     CompletionInProgress,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{IdempotencyKeyHeader, Json, Path, Query, whole, whole_opt};
+use crate::extract::{IdempotencyKeyHeader, Json, OptionalJson, Path, Query, whole, whole_opt};
 use crate::state::AppState;
 
 fn record_upload_id(id: Uuid) {
@@ -329,15 +329,25 @@ fn completed_body(state: &AppState, upload: UploadRecord) -> CompletedBody {
     }
 }
 
+/// The optional body of a completion.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// The whole file's digest, for a client that learns it only once every chunk is sent.
+    sha256: Option<String>,
+}
+
 pub async fn complete(
     State(state): State<AppState>,
     Caller(owner): Caller,
     Path(id): Path<Uuid>,
+    OptionalJson(body): OptionalJson<CompleteRequest>,
 ) -> Result<Json<CompletedBody>, ApiError> {
     record_upload_id(id);
+    let sha256 = body.and_then(|body| body.sha256);
     // The service runs the completion detached from this request: cut by REQUEST_TIMEOUT or a client gone,
     // it still ends, and a retry finds its result.
-    let upload = state.uploads.complete(&owner, id).await?;
+    let upload = state.uploads.complete_declaring(&owner, id, sha256.as_deref()).await?;
     Ok(Json(completed_body(&state, upload)))
 }
 

@@ -137,9 +137,11 @@ impl Api {
         self.call(Method::GET, &format!("/v1/uploads/{id}?reconcile={reconcile}"), None, |r| r).await
     }
 
-    /// Completes; `completion_in_progress` (another completion is assembling it) is retried after Retry-After.
-    pub async fn complete(&self, id: Uuid) -> Result<Completed, ApiError> {
-        self.call(Method::POST, &format!("/v1/uploads/{id}/complete"), None, |r| r).await
+    /// Completes, declaring the whole file's `sha256` (hex) if given; `completion_in_progress` (another
+    /// completion is assembling it) is retried after Retry-After.
+    pub async fn complete(&self, id: Uuid, sha256: Option<&str>) -> Result<Completed, ApiError> {
+        let body = sha256.map(|sha256| json!({ "sha256": sha256 }));
+        self.call(Method::POST, &format!("/v1/uploads/{id}/complete"), body, |r| r).await
     }
 
     pub async fn abort(&self, id: Uuid) -> Result<(), ApiError> {

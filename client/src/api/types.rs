@@ -52,8 +52,6 @@ pub struct NewUpload<'a> {
     pub size: u64,
     pub content_type: &'a str,
     pub chunk_size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: &'a BTreeMap<String, String>,
 }

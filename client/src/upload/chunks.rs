@@ -47,30 +47,32 @@ pub fn total_chunks(size: u64, chunk_size: u64) -> u32 {
     u32::try_from(size.div_ceil(chunk_size)).expect("at most 10,000 chunks")
 }
 
-/// Hashes of the chunks asked for, read in order; plus the whole file's, when `whole_file` (then `indices`
-/// must be every chunk, so one read serves both).
-pub struct Digests {
-    pub chunks: Vec<(u32, [u8; 32])>,
-    pub file: Option<[u8; 32]>,
-}
-
+/// Hashes the chunks in `indices` (ascending), handing each digest to `on_chunk` as soon as it is known so
+/// their upload can start while the rest is read; with `whole_file`, every chunk is read (those not asked for
+/// only feed the file's digest) and the file's SHA-256 is returned. Stops early, with `None`, when
+/// `on_chunk` returns false (nobody is waiting any more).
 pub fn hash_chunks(
     path: &Path,
     chunk_size: u64,
     size: u64,
     indices: &[u32],
     whole_file: bool,
-    on_read: impl Fn(u64),
-) -> Result<Digests, CliError> {
+    mut on_chunk: impl FnMut(u32, [u8; 32]) -> bool,
+) -> Result<Option<[u8; 32]>, CliError> {
     let context = || format!("cannot read {}", path.display());
     let mut file = File::open(path).map_err(CliError::io(context()))?;
     let mut whole = whole_file.then(Sha256::new);
     let mut buffer = vec![0u8; READ_BUFFER];
-    let mut chunks = Vec::with_capacity(indices.len());
-    for &index in indices {
+    let reads: Vec<(u32, bool)> = if whole_file {
+        let mut wanted = indices.iter().peekable();
+        (0..total_chunks(size, chunk_size)).map(|index| (index, wanted.next_if_eq(&&index).is_some())).collect()
+    } else {
+        indices.iter().map(|&index| (index, true)).collect()
+    };
+    for (index, wanted) in reads {
         let (start, len) = chunk_span(index, chunk_size, size);
         file.seek(SeekFrom::Start(start)).map_err(CliError::io(context()))?;
-        let mut chunk = Sha256::new();
+        let mut chunk = wanted.then(Sha256::new);
         let mut left = len;
         while left > 0 {
             let want = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -78,16 +80,21 @@ pub fn hash_chunks(
             if read == 0 {
                 return Err(CliError::Other(format!("{} shrank while it was being read", path.display())));
             }
-            chunk.update(&buffer[..read]);
+            if let Some(chunk) = chunk.as_mut() {
+                chunk.update(&buffer[..read]);
+            }
             if let Some(whole) = whole.as_mut() {
                 whole.update(&buffer[..read]);
             }
             left -= read as u64;
-            on_read(read as u64);
         }
-        chunks.push((index, chunk.finalize().into()));
+        if let Some(chunk) = chunk
+            && !on_chunk(index, chunk.finalize().into())
+        {
+            return Ok(None);
+        }
     }
-    Ok(Digests { chunks, file: whole.map(|w| w.finalize().into()) })
+    Ok(whole.map(|w| w.finalize().into()))
 }
 
 /// Expands `[[first, last], ...]` ranges into indices.
@@ -131,14 +138,42 @@ mod tests {
         let path = std::env::temp_dir().join(format!("upl-hash-{}", uuid::Uuid::new_v4()));
         let data: Vec<u8> = (0..25u8).collect();
         std::fs::write(&path, &data).unwrap();
-        let read = std::cell::Cell::new(0);
-        let digests = hash_chunks(&path, 10, 25, &[0, 1, 2], true, |n| read.set(read.get() + n)).unwrap();
-        assert_eq!(read.get(), 25, "every byte read is reported");
-        assert_eq!(digests.chunks[2], (2, Sha256::digest(&data[20..]).into()));
-        assert_eq!(digests.file, Some(Sha256::digest(&data).into()));
-        let only_last = hash_chunks(&path, 10, 25, &[1], false, |_| {}).unwrap();
-        assert_eq!(only_last.chunks, vec![(1, Sha256::digest(&data[10..20]).into())]);
-        assert_eq!(only_last.file, None);
+        let mut chunks = Vec::new();
+        let file = hash_chunks(&path, 10, 25, &[0, 1, 2], true, |index, digest| {
+            chunks.push((index, digest));
+            true
+        })
+        .unwrap();
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[2], (2, Sha256::digest(&data[20..]).into()));
+        assert_eq!(file, Some(Sha256::digest(&data).into()));
+
+        // A resume: only the missing chunk is handed on, yet the file's digest covers every byte.
+        let mut missing = Vec::new();
+        let file = hash_chunks(&path, 10, 25, &[1], true, |index, digest| {
+            missing.push((index, digest));
+            true
+        })
+        .unwrap();
+        assert_eq!(missing, vec![(1, Sha256::digest(&data[10..20]).into())]);
+        assert_eq!(file, Some(Sha256::digest(&data).into()));
+
+        let mut only = Vec::new();
+        let file = hash_chunks(&path, 10, 25, &[1, 2], false, |index, _| {
+            only.push(index);
+            true
+        })
+        .unwrap();
+        assert_eq!((only, file), (vec![1, 2], None));
+
+        // Nobody waiting: it stops after the first chunk.
+        let mut seen = 0;
+        let stopped = hash_chunks(&path, 10, 25, &[0, 1, 2], true, |_, _| {
+            seen += 1;
+            false
+        })
+        .unwrap();
+        assert_eq!((seen, stopped), (1, None));
         std::fs::remove_file(path).unwrap();
     }
 }

@@ -1,5 +1,6 @@
-//! `upl upload FILE...`: for each file, hash, create (or resume), send the missing chunks, complete. One
-//! file's failure does not stop the others; the exit code is the worst of theirs.
+//! `upl upload FILE...`: for each file, create (or resume), send the missing chunks while they are hashed,
+//! complete with the file's digest. One file's failure does not stop the others; the exit code is the worst
+//! of theirs.
 
 mod chunks;
 mod session;
@@ -19,7 +20,7 @@ use crate::error::{CliError, exit};
 use crate::output::Output;
 use crate::progress::Ui;
 use crate::state::{FileIdentity, StateStore};
-use chunks::{chunk_span, total_chunks};
+use chunks::{chunk_span, hash_chunks, total_chunks};
 use transfer::Transfer;
 
 #[derive(Debug, Clone)]
@@ -82,7 +83,7 @@ pub async fn run(api: &Api, store: &StateStore, ui: Ui, options: &UploadOptions)
     let file = FileIdentity::of(&options.file)?;
     let session = session::open(api, store, ui, options, &file).await?;
     let to_send_bytes: u64 =
-        session.to_send.iter().map(|(index, _)| chunk_span(*index, session.chunk_size, file.size).1).sum();
+        session.to_send.iter().map(|index| chunk_span(*index, session.chunk_size, file.size).1).sum();
     let progress = ui.progress(file.size, "uploading");
     progress.set_position(file.size - to_send_bytes);
     let transfer = Transfer {
@@ -95,8 +96,21 @@ pub async fn run(api: &Api, store: &StateStore, ui: Ui, options: &UploadOptions)
         parallel: options.parallel,
         progress: progress.clone(),
     };
-    let chunks_sent = transfer.run(session.to_send).await?;
-    let completed = api.complete(session.upload_id).await?;
+    // Hashing runs ahead of the sends on a thread of its own: each chunk's digest (which its URL is signed
+    // with) is known long before a connection is free for it, and the first PUT starts after one chunk's read
+    // instead of after a pass over the whole file. That pass also yields the file's digest for the completion.
+    let (hashed, digests) = tokio::sync::mpsc::unbounded_channel();
+    let (path, chunk_size, size, file_digest) = (file.path.clone(), session.chunk_size, file.size, options.file_digest);
+    let to_send = session.to_send;
+    let hashing = tokio::task::spawn_blocking(move || {
+        hash_chunks(&path, chunk_size, size, &to_send, file_digest, |index, digest| {
+            hashed.send((index, hex::encode(digest))).is_ok()
+        })
+    });
+    let chunks_sent = transfer.run(digests).await?;
+    let file_sha256 =
+        hashing.await.map_err(|err| CliError::Other(format!("hashing stopped: {err}")))??.map(hex::encode);
+    let completed = api.complete(session.upload_id, file_sha256.as_deref()).await?;
     progress.finish();
     store.remove_upload(api.base(), &file.path);
     Ok(UploadReport {

@@ -1,12 +1,13 @@
 //! Where one file's run starts: the upload a previous run left (only its missing chunks), or a new one,
-//! created with an idempotency key that is on disk before the service is asked.
+//! created with an idempotency key that is on disk before the service is asked. Nothing is hashed here: the
+//! chunks are hashed while they are sent (see `super::run`).
 
 use std::path::Path;
 
 use uuid::Uuid;
 
 use super::UploadOptions;
-use super::chunks::{Digests, chunk_size_for, chunk_span, expand_ranges, hash_chunks, total_chunks};
+use super::chunks::{chunk_size_for, expand_ranges};
 use crate::api::{Api, ApiError, NewUpload};
 use crate::error::CliError;
 use crate::progress::Ui;
@@ -16,8 +17,8 @@ use crate::state::{FileIdentity, SavedUpload, StateStore};
 pub struct Session {
     pub upload_id: Uuid,
     pub chunk_size: u64,
-    /// `(index, sha256 hex)` of every chunk this run must send.
-    pub to_send: Vec<(u32, String)>,
+    /// Every chunk this run must send, ascending.
+    pub to_send: Vec<u32>,
     pub resumed: bool,
 }
 
@@ -98,21 +99,15 @@ async fn previous(
             missing.len()
         ),
     );
-    let digests = hash(ui, &file.path, status.chunk_size, file.size, missing, false).await?;
-    Ok(Previous::Resumable(Session {
-        upload_id,
-        chunk_size: status.chunk_size,
-        to_send: hex_digests(&digests),
-        resumed: true,
-    }))
+    Ok(Previous::Resumable(Session { upload_id, chunk_size: status.chunk_size, to_send: missing, resumed: true }))
 }
 
 fn gone(err: &ApiError) -> bool {
     matches!(err.status().map(|s| s.as_u16()), Some(404 | 410))
 }
 
-/// A new upload: hash every chunk (and the whole file), save the key, create, and remember the upload before
-/// sending anything.
+/// A new upload: save the key, create, and remember the upload before sending anything. The file's digest
+/// is declared at completion, once the chunks hashed while they were sent have covered it.
 async fn start(
     api: &Api,
     store: &StateStore,
@@ -122,8 +117,6 @@ async fn start(
     key: Uuid,
     chunk_size: u64,
 ) -> Result<Session, CliError> {
-    let all: Vec<u32> = (0..total_chunks(file.size, chunk_size)).collect();
-    let digests = hash(ui, &file.path, chunk_size, file.size, all, options.file_digest).await?;
     let default_name = || file.path.file_name().map(|n| n.to_string_lossy().into_owned());
     let filename = options.name.clone().or_else(default_name).unwrap_or_else(|| "file".into());
     let content_type = options.content_type.clone().unwrap_or_else(|| guess_content_type(&file.path));
@@ -140,7 +133,6 @@ async fn start(
         size: file.size,
         content_type: &content_type,
         chunk_size,
-        sha256: digests.file.map(hex::encode),
         metadata: &options.metadata,
     };
     let created = api.create(&upload, key).await?;
@@ -165,35 +157,9 @@ async fn start(
     Ok(Session {
         upload_id: created.upload_id,
         chunk_size: created.chunk_size,
-        to_send: hex_digests(&digests),
+        to_send: (0..created.total_chunks).collect(),
         resumed: false,
     })
-}
-
-/// Hashes on a blocking thread (it is CPU and disk work) with its own progress.
-async fn hash(
-    ui: Ui,
-    path: &Path,
-    chunk_size: u64,
-    size: u64,
-    indices: Vec<u32>,
-    whole_file: bool,
-) -> Result<Digests, CliError> {
-    let bytes: u64 = indices.iter().map(|index| chunk_span(*index, chunk_size, size).1).sum();
-    let progress = ui.progress(bytes, "hashing");
-    let path = path.to_path_buf();
-    let hashing = progress.clone();
-    let digests = tokio::task::spawn_blocking(move || {
-        hash_chunks(&path, chunk_size, size, &indices, whole_file, |n| hashing.inc(n))
-    })
-    .await
-    .map_err(|err| CliError::Other(format!("hashing stopped: {err}")))??;
-    progress.finish();
-    Ok(digests)
-}
-
-fn hex_digests(digests: &Digests) -> Vec<(u32, String)> {
-    digests.chunks.iter().map(|(index, digest)| (*index, hex::encode(digest))).collect()
 }
 
 /// What a browser needs to play or show the file, from its extension; anything unknown is a download.

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Mutex;
+use tokio::sync::mpsc::UnboundedReceiver;
 use uuid::Uuid;
 
 use crate::api::{Api, ApiError, ChunkUrl};
@@ -37,11 +38,26 @@ pub struct Transfer<'a> {
     pub progress: Progress,
 }
 
-/// Chunks waiting for a URL, and URLs fetched in batches ahead of the workers.
+/// Chunks hashed and waiting for a URL, and URLs fetched in batches ahead of the workers.
 struct UrlQueue {
-    pending: VecDeque<(u32, String)>,
+    hashed: UnboundedReceiver<(u32, String)>,
     ready: VecDeque<ChunkUrl>,
     digests: HashMap<u32, String>,
+}
+
+impl UrlQueue {
+    /// Waits for the next hashed chunk, then takes as many more as are hashed already, up to `most`. Empty
+    /// once hashing has ended and every chunk was taken.
+    async fn take_hashed(&mut self, most: usize) -> Vec<(u32, String)> {
+        let Some(first) = self.hashed.recv().await else { return Vec::new() };
+        let mut taken = vec![first];
+        while taken.len() < most
+            && let Ok(next) = self.hashed.try_recv()
+        {
+            taken.push(next);
+        }
+        taken
+    }
 }
 
 enum PutError {
@@ -72,14 +88,11 @@ impl Transient for PutError {
 }
 
 impl Transfer<'_> {
-    /// Sends every chunk in `chunks` (`(index, sha256 hex)`); returns how many were sent.
-    pub async fn run(&self, chunks: Vec<(u32, String)>) -> Result<usize, CliError> {
+    /// Sends every chunk that arrives on `hashed` (`(index, sha256 hex)`) until it closes; returns how many
+    /// were sent.
+    pub async fn run(&self, hashed: UnboundedReceiver<(u32, String)>) -> Result<usize, CliError> {
         let batch = (self.parallel * 4).clamp(8, MAX_URL_BATCH);
-        let queue = Mutex::new(UrlQueue {
-            digests: chunks.iter().cloned().collect(),
-            pending: chunks.into(),
-            ready: VecDeque::new(),
-        });
+        let queue = Mutex::new(UrlQueue { hashed, ready: VecDeque::new(), digests: HashMap::new() });
         let sent = AtomicUsize::new(0);
         let workers = (0..self.parallel.max(1)).map(|_| self.worker(&queue, batch, &sent));
         futures::future::try_join_all(workers).await?;
@@ -101,14 +114,17 @@ impl Transfer<'_> {
         Ok(())
     }
 
-    /// The next chunk's URL; when none is ready, one worker asks for the next batch while the others wait.
+    /// The next chunk's URL; when none is ready, one worker asks for a batch of the chunks hashed so far while
+    /// the others wait.
     async fn next_url(&self, queue: &Mutex<UrlQueue>, batch: usize) -> Result<Option<(ChunkUrl, String)>, CliError> {
         let mut queue = queue.lock().await;
-        if queue.ready.is_empty() && !queue.pending.is_empty() {
-            let take = batch.min(queue.pending.len());
-            let asked: Vec<(u32, String)> = queue.pending.drain(..take).collect();
-            let urls = self.api.chunk_urls(self.upload_id, &asked).await?;
-            queue.ready.extend(urls);
+        if queue.ready.is_empty() {
+            let asked = queue.take_hashed(batch).await;
+            if !asked.is_empty() {
+                let urls = self.api.chunk_urls(self.upload_id, &asked).await?;
+                queue.digests.extend(asked);
+                queue.ready.extend(urls);
+            }
         }
         Ok(queue.ready.pop_front().map(|url| {
             let sha256 = queue.digests[&url.index].clone();

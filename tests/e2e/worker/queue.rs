@@ -151,6 +151,58 @@ async fn verification_records_verified_corrupt_and_computed_digests() {
     app.finish().await;
 }
 
+/// A client that hashes while it sends declares the file's digest when it completes: the worker holds the
+/// object to that digest exactly as to one declared at creation, and a digest other than the declared one,
+/// or one given after a completion without any, is refused and changes nothing.
+#[tokio::test]
+async fn a_digest_declared_at_completion_is_the_one_verified_and_cannot_be_changed() {
+    let app = TestApp::spawn().await;
+    let data = random_bytes(5 * MIB + 777);
+    let digest = sha256_hex(&data);
+    let wrong = sha256_hex(b"other bytes");
+    let complete_with = async |id: Uuid, sha256: &str| {
+        app.post_json(&format!("/v1/uploads/{id}/complete"), &json!({ "sha256": sha256 })).await
+    };
+    let sent = async || upload_declared_sent(&app, &data, 5 * MIB, None).await;
+    let refused = async |response: reqwest::Response, declared: serde_json::Value| {
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!((&body["code"], &body["declaredSha256"]), (&json!("file_checksum_conflict"), &declared), "{body}");
+    };
+
+    let good = sent().await;
+    let invalid = complete_with(good, "not-hex").await;
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(upload_state(&app, good).await, UploadState::Uploading);
+    assert_eq!(complete_with(good, &digest).await.status(), StatusCode::OK);
+    // The retry of a completion whose answer was lost says the same again: the same 200.
+    assert_eq!(complete_with(good, &digest.to_uppercase()).await.status(), StatusCode::OK);
+    refused(complete_with(good, &wrong).await, json!(digest)).await;
+
+    let corrupt = sent().await;
+    assert_eq!(complete_with(corrupt, &wrong).await.status(), StatusCode::OK);
+
+    // Declared at creation: only that digest completes it; the refusal leaves it uploading.
+    let declared = upload_declared_sent(&app, &data, 5 * MIB, Some(digest.clone())).await;
+    refused(complete_with(declared, &wrong).await, json!(digest)).await;
+    assert_eq!(upload_state(&app, declared).await, UploadState::Uploading);
+    assert_eq!(complete_with(declared, &digest).await.status(), StatusCode::OK);
+
+    let undeclared = sent().await;
+    assert_eq!(app.complete(undeclared).await.status(), StatusCode::OK);
+    refused(complete_with(undeclared, &digest).await, json!(null)).await;
+
+    worker(&app, |_| {}).await.tick().await.unwrap();
+    let verification = async |id| app.status(id, false).await["verification"].clone();
+    assert_eq!(verification(good).await["state"], "verified");
+    assert_eq!(verification(good).await["declaredSha256"], digest.as_str());
+    assert_eq!(verification(corrupt).await["state"], "corrupt");
+    assert_eq!(verification(declared).await["state"], "verified");
+    assert_eq!(verification(undeclared).await["state"], "computed");
+    assert_nothing_left(&app).await;
+    app.finish().await;
+}
+
 #[tokio::test]
 async fn a_corrupt_object_is_refused_unless_its_owner_opts_in_and_never_attested() {
     let app = TestApp::spawn().await;

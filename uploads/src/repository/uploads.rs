@@ -6,7 +6,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{ObjectShape, Repository, UploadRecord, ttl_seconds};
-use crate::domain::{EventType, Owner};
+use crate::domain::{EventType, Owner, Sha256Digest};
 
 /// Drops the queued recovery job of a completion that settled (a worker running it finds nothing to do).
 macro_rules! recovery_not_needed {
@@ -190,6 +190,28 @@ impl Repository {
         .bind(shape.map(|s| i64::try_from(s.chunk_size).unwrap_or(i64::MAX)))
         .bind(shape.map(|s| s.total_chunks as i32));
         self.transition_reporting(transition, event).await
+    }
+
+    /// Declares the whole file's SHA-256 of `owner`'s live upload, one created without it (a client that hashes
+    /// while it sends learns the digest only at the end). `false` when the upload is not live or already has
+    /// a digest: the caller reads the row to say which.
+    #[tracing::instrument(skip_all, fields(upload_id = %id))]
+    pub async fn declare_file_sha256(
+        &self,
+        id: Uuid,
+        owner: &Owner,
+        digest: &Sha256Digest,
+    ) -> Result<bool, sqlx::Error> {
+        let declared = sqlx::query(
+            "UPDATE uploads SET declared_sha256 = $3, updated_at = now() WHERE id = $1 AND owner = $2 \
+             AND state = 'uploading' AND expires_at > now() AND declared_sha256 IS NULL",
+        )
+        .bind(id)
+        .bind(owner.as_str())
+        .bind(digest.as_bytes().as_slice())
+        .execute(&self.pool)
+        .await?;
+        Ok(declared.rows_affected() == 1)
     }
 
     /// `uploading -> aborted`, for its owner, while the upload is live: one past its deadline is expired (410)

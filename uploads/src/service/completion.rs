@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::validation::parse_sha256;
 use super::{PartMismatch, UploadError, Uploads, gone_check};
 use crate::domain::{EventType, IndexRanges, Owner, Sha256Digest, UploadKind, UploadState};
 use crate::repository::{ObjectShape, UploadRecord, VerifiedChunk};
@@ -70,6 +71,33 @@ pub enum Recovery {
 }
 
 impl Uploads {
+    /// [`complete`](Self::complete), declaring the whole file's SHA-256 first when the client gives it: a client
+    /// that hashes while it sends knows the digest only now. The digest declared at creation may be given
+    /// again; another one is refused, and so is one for an upload that completed without any.
+    pub async fn complete_declaring(
+        &self,
+        owner: &Owner,
+        id: Uuid,
+        sha256: Option<&str>,
+    ) -> Result<UploadRecord, UploadError> {
+        if let Some(sha256) = sha256 {
+            let digest = parse_sha256(sha256)?;
+            if !self.repo.declare_file_sha256(id, owner, &digest).await? {
+                let upload = self.repo.find_owned_upload(id, owner).await?.ok_or(UploadError::NotFound)?;
+                match upload.declared_sha256() {
+                    Some(declared) if declared == digest => {}
+                    Some(declared) => return Err(UploadError::FileChecksumConflict { declared: Some(declared) }),
+                    None if matches!(upload.state, UploadState::Completing | UploadState::Completed) => {
+                        return Err(UploadError::FileChecksumConflict { declared: None });
+                    }
+                    // Not live: the completion says why (gone, aborted...).
+                    None => {}
+                }
+            }
+        }
+        self.complete(owner, id).await
+    }
+
     /// Stitches `owner`'s chunks into the object. Idempotent: completing a completed upload returns it again.
     /// Of concurrent calls one wins the `uploading -> completing` transition and calls S3; the others wait for
     /// its outcome (or take over once its lease lapses). The work runs detached from the caller: a client that

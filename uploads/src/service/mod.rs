@@ -69,6 +69,11 @@ pub enum UploadError {
     PartNumberOutOfRange,
     #[error("the parts listed ({listed}) are not the {held} parts S3 holds for this upload: list them again")]
     PartsDiffer { listed: usize, held: usize },
+    #[error("{}", match .declared {
+        Some(declared) => format!("this upload was declared with sha256 {declared}; the file completed now is another"),
+        None => "this upload completed without a declared sha256; it cannot be declared afterwards".to_string(),
+    })]
+    FileChecksumConflict { declared: Option<Sha256Digest> },
     #[error("chunks are missing")]
     ChunksMissing { missing: IndexRanges },
     #[error("S3 holds chunks that differ from what was declared")]
