@@ -115,18 +115,22 @@ impl Repository {
         .await
     }
 
-    /// Received chunks as compact index ranges. Postgres sends the received indices as one sorted array (at
+    /// Received chunks as compact index ranges. Postgres sends the received indices as one array (at
     /// most 40 KB for 10,000 chunks) and the ranges are folded here: a gaps-and-islands query (a window, then
     /// a group per island) cost Postgres about 1.5x as much for a 10,000-chunk upload.
     #[tracing::instrument(skip_all, fields(upload_id = %id))]
     pub async fn received_ranges(&self, id: Uuid) -> Result<IndexRanges, sqlx::Error> {
-        let indices: Option<Vec<i32>> = sqlx::query_scalar(
-            "SELECT array_agg(index ORDER BY index) FROM chunks WHERE upload_id = $1 AND received_at IS NOT NULL",
-        )
-        .bind(id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(IndexRanges::from_indices(indices.unwrap_or_default().into_iter().map(|index| index as u32)))
+        // Sorted here, not by `ORDER BY` in the aggregate: Postgres's sort was a quarter of the statement's
+        // time, and the `chunks_received` index hands the indices over in order anyway (a sorted run is one
+        // pass for `sort_unstable`).
+        let indices: Option<Vec<i32>> =
+            sqlx::query_scalar("SELECT array_agg(index) FROM chunks WHERE upload_id = $1 AND received_at IS NOT NULL")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
+        let mut indices = indices.unwrap_or_default();
+        indices.sort_unstable();
+        Ok(IndexRanges::from_indices(indices.into_iter().map(|index| index as u32)))
     }
 
     /// Makes the chunk table agree with S3: `verified` chunks (found in ListParts with the declared checksum
