@@ -94,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
         api_pid: args.api_pid,
         companion: Companion::new(&args.companion),
         s3: bench::s3::client(&args.s3_endpoint).await,
+        s3_endpoint: args.s3_endpoint.clone(),
         bucket: args.bucket.clone(),
         nginx_base: args.nginx.trim_end_matches('/').to_owned(),
         servers: Servers {

@@ -1,8 +1,9 @@
 //! Direct aws-sdk-s3 calls: the SDK multipart upload `upl` is measured against, parts for Companion's
-//! uploads, and clean-up of measured objects.
+//! uploads, S3's own create rate for the initiate figure, and clean-up of measured objects.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use aws_config::BehaviorVersion;
@@ -134,6 +135,40 @@ pub async fn put_parts(
         .buffered(4)
         .try_collect()
         .await
+}
+
+/// A presigned CreateMultipartUpload of `key` as the service sends it (content type, SHA-256 checksums), and
+/// the headers it was signed with. Every POST of it starts another multipart upload: the load generator
+/// measures S3's own create rate with it, the ceiling of any service's initiate. The SDK presigns no
+/// CreateMultipartUpload, so this signs with `aws-sigv4` (the key must need no percent-encoding).
+pub fn presigned_create(endpoint: &str, bucket: &str, key: &str) -> anyhow::Result<(String, Vec<(String, String)>)> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
+    use aws_sigv4::sign::v4::SigningParams;
+    anyhow::ensure!(
+        key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)),
+        "key {key:?} needs encoding"
+    );
+    let mut url = format!("{}/{bucket}/{key}?uploads=", endpoint.trim_end_matches('/'));
+    let headers = [("content-type", "application/octet-stream"), ("x-amz-checksum-algorithm", "SHA256")];
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(Duration::from_secs(3600));
+    let identity = Credentials::new("test", "test", None, None, "bench").into();
+    let params = SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()?
+        .into();
+    let request = SignableRequest::new("POST", url.as_str(), headers.iter().copied(), SignableBody::UnsignedPayload)?;
+    let (instructions, _) = sign(request, &params)?.into_parts();
+    for (name, value) in instructions.params() {
+        // Signature values are hex, dates and `AKID/date/region/s3/aws4_request`: only `/` needs escaping.
+        url.push_str(&format!("&{name}={}", value.replace('/', "%2F")));
+    }
+    Ok((url, headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()))
 }
 
 /// Frees LocalStack's memory of an object that was only measured.

@@ -132,6 +132,8 @@ async fn run_cases(b: &Bench, results: &mut crate::report::Results, only_presign
                     servers: ours.clone(),
                 },
                 Side { name: "companion", template: peer, servers: theirs.clone() },
+                // Both servers wait for S3's CreateMultipartUpload: its rate alone is what neither can pass.
+                Side { name: "direct S3", template: direct_create(b)?, servers: vec![] },
             ],
         });
         cases.push(confirm_case(b, c, &sha).await?);
@@ -191,6 +193,17 @@ async fn status_case<'a>(b: &'a Bench, connections: usize, sha: &str) -> anyhow:
         connections,
         sides: vec![Side { name: "api", template, servers: vec![&b.servers.api, &b.servers.postgres] }],
     })
+}
+
+/// POSTs of a presigned CreateMultipartUpload, straight to S3. The multipart uploads it starts are never
+/// used: the bench's LocalStack goes away with the run.
+fn direct_create(b: &Bench) -> anyhow::Result<Template> {
+    let (url, signed) = crate::s3::presigned_create(&b.s3_endpoint, &b.bucket, "bench-direct/create")?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in signed {
+        headers.insert(header::HeaderName::try_from(name)?, HeaderValue::try_from(value)?);
+    }
+    Ok(Template { method: Method::POST, urls: uris([url])?, headers, body: Bytes::new() })
 }
 
 /// Declares and confirms every chunk of `id` with a made-up ETag (no bytes reach S3; nothing here asks

@@ -87,6 +87,7 @@ pub struct Bench {
     pub api_pid: u32,
     pub companion: Companion,
     pub s3: aws_sdk_s3::Client,
+    pub s3_endpoint: String,
     pub bucket: String,
     pub nginx_base: String,
     pub servers: Servers,
@@ -173,7 +174,8 @@ pub async fn record_load(
         side.name,
         report.latency_ms.p99,
     );
-    if report.ok > 0 {
+    // A side without servers of ours to read (S3 itself) has no CPU figure.
+    if report.ok > 0 && !side.servers.is_empty() {
         let per_request = cpu_total * 1000.0 / report.ok as f64;
         let cpu_label = format!("{label}: server CPU per request (api + Postgres; Companion)");
         results.add(&format!("{case}.cpu"), &cpu_label, "ms", Better::Lower, side.name, per_request);
