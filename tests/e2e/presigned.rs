@@ -192,3 +192,33 @@ async fn s3_rejects_a_part_of_another_length_than_planned() {
     assert_eq!(app.put_to_s3(&url, tail).await.status(), StatusCode::OK);
     app.finish().await;
 }
+
+/// A URL request commits without waiting for the disk, for its own transaction only: the connection it ran
+/// on goes back to the pool committing durably, so whatever it serves next (a confirm) stays durable.
+#[tokio::test]
+async fn a_url_request_relaxes_only_its_own_commit() {
+    use sqlx::Executor;
+    let app = TestApp::spawn().await;
+    let id = app.create_upload(1000, None).await;
+    let url = app.config.service.database.database_url.clone().expect("tests set DATABASE_URL");
+    // One connection, durable as a production Postgres is (the test cluster runs with it off).
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                connection.execute("SET synchronous_commit = on").await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .unwrap();
+    let repository = uploads::repository::Repository::new(pool.clone());
+    let owner = uploads::domain::Owner::parse(TestApp::OWNER).unwrap();
+    let digest = uploads::domain::Sha256Digest::of(b"chunk");
+    let declared = repository.declare_chunks(id, &owner, &[(0, digest)], Duration::from_secs(3600)).await.unwrap();
+    assert!(declared.is_some(), "the chunk was declared");
+    let after: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&pool).await.unwrap();
+    assert_eq!(after, "on");
+    app.finish().await;
+}

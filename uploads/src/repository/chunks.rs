@@ -12,6 +12,13 @@ impl Repository {
     /// Records the checksums signed into new chunk URLs and refreshes the upload's deadline, in one statement.
     /// A new checksum for a chunk already received makes it missing again: the client is re-uploading it.
     /// Returns `None`, changing nothing, unless `owner`'s upload is live and every index is within it.
+    ///
+    /// The statement commits without waiting for its WAL to reach the disk (`synchronous_commit = off`, for
+    /// this transaction only). On a durable Postgres each request of one upload otherwise held the upload
+    /// row's lock until its WAL flush: 1,173 instead of 2,906 URLs per second for one upload (bench/PROFILE.md).
+    /// What a database crash can lose is the last fraction of a second of URL requests, and a client simply
+    /// asks again: a chunk whose declaration was lost is refused at confirm with `chunk_not_declared` until
+    /// its URL is asked for again, and S3 holds any part sent meanwhile under the same checksum.
     #[tracing::instrument(skip_all, fields(upload_id = %id, chunks = chunks.len()))]
     pub async fn declare_chunks(
         &self,
@@ -25,7 +32,8 @@ impl Repository {
         // Compared as bigint: an index past i32::MAX must fail the range guard, not wrap to a negative one.
         let max_index = chunks.iter().map(|(i, _)| i64::from(*i)).max().unwrap_or(0);
         sqlx::query_as(concat!(
-            "WITH live AS ( \
+            "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)), \
+             live AS ( \
                  UPDATE uploads SET expires_at = now() + make_interval(secs => $4), updated_at = now() \
                  WHERE id = $1 AND owner = $6 AND state = 'uploading' AND expires_at > now() AND $5 < total_chunks \
                  RETURNING ",
@@ -42,7 +50,7 @@ impl Repository {
                      received_at = CASE WHEN c.sha256 = EXCLUDED.sha256 THEN c.received_at END \
                  RETURNING 1 \
              ) \
-             SELECT * FROM live"
+             SELECT live.* FROM live, relaxed"
         ))
         .bind(id)
         .bind(&indices)
