@@ -59,6 +59,8 @@ const MESSAGES = {
   chunk_not_declared: PAGE_BUG,
   checksum_conflict: 'A chunk now has other bytes than when it was announced: the file changed while it was sent. ' +
     'Cancel this upload and send the file again.',
+  file_checksum_conflict: 'The file now has another checksum than the one announced for it: it changed while it was sent. ' +
+    'Send it again as a new upload.',
   chunks_missing: (b) => `${b.missingChunks ? b.missingChunks.length : 'Some'} range(s) of chunks are still missing.`,
   part_mismatch: 'Storage holds chunks that differ from the file.',
   completion_in_progress: 'The file is being assembled in storage.',

@@ -15,6 +15,9 @@ await report(browser, async () => {
     await route.continue().catch(() => {}); // the page aborted it meanwhile
   });
   const puts = watchPuts(page, s3Endpoint);
+  // Chunk reports to the service: a chunk whose PUT ended just before the pause is still reported (its bytes
+  // are in S3), and counts as done once that report returns.
+  const reports = watchPuts(page, `${baseUrl}/v1/uploads/`);
   await page.goto(`${baseUrl}/#token=${token}`);
   await page.waitForSelector('#library[data-loaded]');
 
@@ -24,6 +27,7 @@ await report(browser, async () => {
   await page.click('.transfer .toggle');
   await page.waitForSelector('.transfer[data-state="paused"]');
   await until(() => puts.inFlight === 0, 'the PUTs in flight stop').catch(() => {});
+  await until(() => reports.inFlight === 0, 'the reports in flight end').catch(() => {});
   const inFlightWhilePaused = puts.inFlight;
   const startedAtPause = puts.started;
   const doneAtPause = await doneChunks(page, 0);
