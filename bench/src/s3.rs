@@ -140,34 +140,24 @@ pub async fn put_parts(
 /// A presigned CreateMultipartUpload of `key` as the service sends it (content type, SHA-256 checksums), and
 /// the headers it was signed with. Every POST of it starts another multipart upload: the load generator
 /// measures S3's own create rate with it, the ceiling of any service's initiate. The SDK presigns no
-/// CreateMultipartUpload, so this signs with `aws-sigv4` (the key must need no percent-encoding).
+/// CreateMultipartUpload; the service's own SigV4 query signing does (the key must need no encoding).
 pub fn presigned_create(endpoint: &str, bucket: &str, key: &str) -> anyhow::Result<(String, Vec<(String, String)>)> {
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
-    use aws_sigv4::sign::v4::SigningParams;
     anyhow::ensure!(
         key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)),
         "key {key:?} needs encoding"
     );
-    let mut url = format!("{}/{bucket}/{key}?uploads=", endpoint.trim_end_matches('/'));
+    let url = format!("{}/{bucket}/{key}?uploads=", endpoint.trim_end_matches('/'));
     let headers = [("content-type", "application/octet-stream"), ("x-amz-checksum-algorithm", "SHA256")];
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(Duration::from_secs(3600));
-    let identity = Credentials::new("test", "test", None, None, "bench").into();
-    let params = SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("s3")
-        .time(std::time::SystemTime::now())
-        .settings(settings)
-        .build()?
-        .into();
-    let request = SignableRequest::new("POST", url.as_str(), headers.iter().copied(), SignableBody::UnsignedPayload)?;
-    let (instructions, _) = sign(request, &params)?.into_parts();
-    for (name, value) in instructions.params() {
-        // Signature values are hex, dates and `AKID/date/region/s3/aws4_request`: only `/` needs escaping.
-        url.push_str(&format!("&{name}={}", value.replace('/', "%2F")));
-    }
+    let credentials = Credentials::new("test", "test", None, None, "bench");
+    let url = uploads::storage::presign_query_url(
+        "POST",
+        url,
+        &headers,
+        credentials,
+        "us-east-1",
+        Duration::from_secs(3600),
+        std::time::SystemTime::now(),
+    )?;
     Ok((url, headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()))
 }
 

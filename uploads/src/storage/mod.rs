@@ -32,6 +32,7 @@ mod origin;
 mod signing;
 pub use call_counts::{S3CallCounts, S3Operation};
 pub use objects::{ObjectHash, ObjectStream, PresignedRead, ReadMethod};
+pub use signing::presign_query_url;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

@@ -84,8 +84,7 @@ pub(super) fn presign_part_url(
     credentials: Credentials,
     now: SystemTime,
 ) -> Result<PresignedRequest, StorageError> {
-    let failed = |e: &dyn std::fmt::Display| StorageError::Presign(e.to_string());
-    let mut url = format!(
+    let url = format!(
         "{}/{}?x-id=UploadPart&partNumber={}&uploadId={}",
         part.bucket_url,
         utf8_percent_encode(part.key, KEY_PATH),
@@ -103,23 +102,44 @@ pub(super) fn presign_part_url(
     if let Some(sha256) = &sha256 {
         headers.push(("x-amz-checksum-sha256", sha256.as_str()));
     }
+    let url = presign_query_url("PUT", url, &headers, credentials, part.region, part.ttl, now)?;
+    Ok(PresignedRequest {
+        url,
+        method: "PUT".into(),
+        headers: headers.into_iter().map(|(name, value)| (name.to_string(), value.to_string())).collect(),
+        expires_at: DateTime::<Utc>::from(now + part.ttl),
+    })
+}
+
+/// Signs `url` (its path and query already encoded as S3 reads them) for `method` and `headers`, in the query
+/// (SigV4 presigning, unsigned payload): `url` with the signature's parameters appended.
+pub fn presign_query_url(
+    method: &str,
+    mut url: String,
+    headers: &[(&str, &str)],
+    credentials: Credentials,
+    region: &str,
+    ttl: Duration,
+    now: SystemTime,
+) -> Result<String, StorageError> {
+    let failed = |e: &dyn std::fmt::Display| StorageError::Presign(e.to_string());
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(part.ttl);
+    settings.expires_in = Some(ttl);
     // S3 checks the path as sent: encoded once, never normalized.
     settings.percent_encoding_mode = PercentEncodingMode::Single;
     settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
     let identity = credentials.into();
     let params = SigningParams::builder()
         .identity(&identity)
-        .region(part.region)
+        .region(region)
         .name("s3")
         .time(now)
         .settings(settings)
         .build()
         .map_err(|e| failed(&e))?
         .into();
-    let request = SignableRequest::new("PUT", url.as_str(), headers.iter().copied(), SignableBody::UnsignedPayload)
+    let request = SignableRequest::new(method, url.as_str(), headers.iter().copied(), SignableBody::UnsignedPayload)
         .map_err(|e| failed(&e))?;
     let (instructions, _signature) = sign(request, &params).map_err(|e| failed(&e))?.into_parts();
     for (name, value) in instructions.params() {
@@ -128,12 +148,7 @@ pub(super) fn presign_part_url(
         url.push('=');
         url.extend(utf8_percent_encode(value, QUERY_VALUE));
     }
-    Ok(PresignedRequest {
-        url,
-        method: "PUT".into(),
-        headers: headers.into_iter().map(|(name, value)| (name.to_string(), value.to_string())).collect(),
-        expires_at: DateTime::<Utc>::from(now + part.ttl),
-    })
+    Ok(url)
 }
 
 #[cfg(test)]
