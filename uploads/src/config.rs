@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, CommandFactory, Parser, ValueEnum};
 
 mod s3;
 pub use s3::{S3Config, Sse};
@@ -291,7 +291,7 @@ pub fn load<T: Parser>() -> T {
 }
 
 /// Every environment variable `T` reads (its arguments' `env`), e.g. to check what a deployment file sets.
-pub fn variables<T: clap::CommandFactory>() -> Vec<String> {
+pub fn variables<T: CommandFactory>() -> Vec<String> {
     T::command().get_arguments().filter_map(|arg| arg.get_env()).map(|env| env.to_string_lossy().into_owned()).collect()
 }
 
@@ -305,7 +305,16 @@ pub fn parse_with<T: Parser>(name: &str, vars: &[(String, String)]) -> Result<T,
         let arg = arg.ok_or_else(|| format!("{var} is read by no argument of {name}"))?;
         args.push(format!("--{}={value}", arg.get_long().unwrap_or_default()));
     }
-    T::try_parse_from(args).map_err(|err| one_line(&err))
+    parse_args_alone::<T>(args).map_err(|err| one_line(&err))
+}
+
+/// Parses `T` from `args` alone, reading none of the process's environment: a test then says the same in a
+/// shell where `make services` exported `S3_REGION` and friends as in CI's clean one.
+pub fn parse_args_alone<T: Parser>(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> Result<T, clap::Error> {
+    let mut matches = T::command().mut_args(|arg| arg.env(None)).try_get_matches_from(args)?;
+    T::from_arg_matches_mut(&mut matches)
 }
 
 fn one_line(err: &clap::Error) -> String {
@@ -357,13 +366,13 @@ mod tests {
 
     #[test]
     fn missing_value_names_the_variable() {
-        let err = Example::try_parse_from(["x"]).unwrap_err();
+        let err = parse_args_alone::<Example>(["x"]).unwrap_err();
         assert_eq!(one_line(&err), "S3_BUCKET must be set");
     }
 
     #[test]
     fn invalid_value_names_the_variable_and_the_reason() {
-        let err = Example::try_parse_from(["x", "--s3-bucket", "b", "--presign-ttl", "soon"]).unwrap_err();
+        let err = parse_args_alone::<Example>(["x", "--s3-bucket", "b", "--presign-ttl", "soon"]).unwrap_err();
         let line = one_line(&err);
         assert!(line.starts_with("PRESIGN_TTL has an invalid value \"soon\""), "{line}");
         assert!(!line.contains('\n'));
@@ -371,7 +380,7 @@ mod tests {
 
     fn policy(args: &[&str]) -> Result<UploadPolicy, String> {
         let args = ["x", "--s3-bucket", "b"].iter().chain(args);
-        Example::try_parse_from(args).map(|e| e.policy).map_err(|e| one_line(&e))
+        parse_args_alone::<Example>(args).map(|e| e.policy).map_err(|e| one_line(&e))
     }
 
     #[test]

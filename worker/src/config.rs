@@ -111,7 +111,8 @@ mod tests {
             #[command(flatten)]
             jobs: JobSettings,
         }
-        let parse = |value: &str| Example::try_parse_from(["worker", "--recovery-threshold", value]);
+        let parse =
+            |value: &str| uploads::config::parse_args_alone::<Example>(["worker", "--recovery-threshold", value]);
         assert_eq!(parse("30s").unwrap().jobs.recovery_threshold, Duration::from_secs(30));
         let error = parse("0s").unwrap_err().to_string();
         assert!(error.contains("WORKER_RECOVERY_THRESHOLD") && error.contains("must be more than zero"), "{error}");

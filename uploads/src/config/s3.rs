@@ -157,7 +157,7 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<S3Config, String> {
         let args = ["x", "--s3-bucket", "b"].iter().chain(args);
-        Example::try_parse_from(args).map(|e| e.s3).map_err(|e| super::super::one_line(&e))
+        super::super::parse_args_alone::<Example>(args).map(|e| e.s3).map_err(|e| super::super::one_line(&e))
     }
 
     #[test]
