@@ -45,6 +45,10 @@ echo "Postgres on $pg_port, LocalStack on $ls_port"
 echo "== tests"
 # End-to-end tests run the api, worker and upl binaries as real processes too.
 cargo build --workspace --bins --quiet
+# No backtraces: a failure's last lines are then its panic message and location, which is what a CI log that
+# keeps only the head and the tail still shows (async frames would push them out), even where the machine
+# exports RUST_BACKTRACE=1. TEST_BACKTRACE=1 make test to see them.
+export RUST_BACKTRACE=${TEST_BACKTRACE:-0}
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast --failure-output final
 else
